@@ -1,0 +1,83 @@
+"""The one exception tree of sluice.
+
+Everything sluice raises on purpose derives from :class:`SluiceError`. The errors that *user
+functions* raise to signal an outcome (``DropEvent``, ``RetryError`` …) are a separate, small
+tree in :mod:`sluice.fn` — they are part of the user-facing function API, not failures of sluice.
+"""
+
+from __future__ import annotations
+
+
+class SluiceError(Exception):
+    """Base class of every error sluice raises on purpose."""
+
+
+class UsageError(SluiceError):
+    """Bad input from a user at the CLI or API (a missing file, invalid JSON …)."""
+
+
+class ConfigError(SluiceError):
+    """Invalid configuration (environment variables, limits, files)."""
+
+
+# --- functions -------------------------------------------------------------------------------
+
+
+class FunctionLoadError(SluiceError):
+    """User code could not be loaded: it would never run.
+
+    ``line`` is the 1-based line of the problem when one is known.
+    """
+
+    kind = "load_error"
+
+    def __init__(self, message: str, *, line: int | None = None, filename: str = "function.py") -> None:
+        self.message = message
+        self.line = line
+        self.filename = filename
+        where = f"{filename}, line {line}: " if line is not None else f"{filename}: "
+        super().__init__(where + message)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"type": type(self).__name__, "message": str(self), "line": self.line}
+
+
+class FunctionSyntaxError(FunctionLoadError):
+    kind = "syntax_error"
+
+
+class ForbiddenImportError(FunctionLoadError):
+    kind = "forbidden_import"
+
+    def __init__(self, module: str, *, line: int | None = None, filename: str = "function.py") -> None:
+        self.module = module
+        super().__init__(
+            f"import of '{module}' is not allowed in a sluice function "
+            "(allowed: the standard library and sluice's allow-listed packages)",
+            line=line,
+            filename=filename,
+        )
+
+
+class NoHandlerError(FunctionLoadError):
+    kind = "no_handler"
+
+
+class SettingsSchemaError(SluiceError):
+    """A settings *schema* (not values) is malformed, e.g. in function.toml."""
+
+
+class RuntimeFailure(SluiceError):
+    """The isolated runtime itself failed (a worker could not start, a protocol error)."""
+
+
+class ProtocolError(RuntimeFailure):
+    """A frame on the worker pipe was malformed or out of order."""
+
+
+class WorkerStartError(RuntimeFailure):
+    """A worker process could not be started or did not get ready."""
+
+
+class PoolClosedError(RuntimeFailure):
+    """Work was submitted to a pool that has been closed."""

@@ -39,7 +39,31 @@ class FunctionLoadError(SluiceError):
         super().__init__(where + message)
 
     def to_dict(self) -> dict[str, object]:
+        """What the API and ``fn test --json`` show: ``message`` names the file and line."""
         return {"type": type(self).__name__, "message": str(self), "line": self.line}
+
+    def to_wire(self) -> dict[str, object]:
+        """Lossless form for the worker pipe (see :meth:`from_wire`)."""
+        return {
+            "type": type(self).__name__,
+            "message": self.message,
+            "line": self.line,
+            "filename": self.filename,
+            "module": getattr(self, "module", None),
+        }
+
+    @staticmethod
+    def from_wire(data: dict[str, object]) -> FunctionLoadError:
+        line = data.get("line")
+        line = line if isinstance(line, int) else None
+        filename = str(data.get("filename") or "function.py")
+        kind = data.get("type")
+        if kind == "ForbiddenImportError" and isinstance(data.get("module"), str):
+            return ForbiddenImportError(str(data["module"]), line=line, filename=filename)
+        cls = {"FunctionSyntaxError": FunctionSyntaxError, "NoHandlerError": NoHandlerError}.get(
+            str(kind), FunctionLoadError
+        )
+        return cls(str(data.get("message") or "the function could not be loaded"), line=line, filename=filename)
 
 
 class FunctionSyntaxError(FunctionLoadError):

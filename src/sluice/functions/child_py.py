@@ -1,0 +1,410 @@
+"""The Python function worker: ``python -I -m sluice.functions.child_py``.
+
+Speaks the frame protocol (:mod:`sluice.functions.protocol`) on its stdin/stdout pipes. It
+imports nothing from catalog, queue or config. Between frames it blocks on the pipe; while a
+frame runs, an asyncio loop overlaps the I/O of async handlers, a heartbeat tells the parent it
+still yields, and ``SIGALRM`` interrupts a handler that keeps the loop busy past the limit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextvars
+import inspect
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Generator
+from typing import Any
+
+import orjson
+
+from sluice import fn
+from sluice.errors import FunctionLoadError
+from sluice.functions import protocol, sandbox
+from sluice.functions.batching import BatchShapeError, pair_batch
+from sluice.functions.loader import HANDLER_TYPES, camel_name, check_source, snake_name
+from sluice.functions.services import CapturedStream, CaptureHandler, Invocation, RuntimeServices, current
+from sluice.functions.settings import redact
+
+HEARTBEAT_EVERY_S = 0.5
+TICK_S = 0.1
+YIELD_EVERY_S = 0.05
+
+
+class StallTimeout(BaseException):
+    """Raised by SIGALRM inside code that kept the event loop busy past the time limit."""
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise StallTimeout()
+
+
+class _Resume:
+    """Continue a coroutine that already ran its first step outside a task."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Any, first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro, value = self.coro, self.first
+        while True:
+            try:
+                sent = yield value
+            except BaseException as exc:  # thrown in by the task (cancellation)
+                try:
+                    value = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+            else:
+                try:
+                    value = coro.send(sent)
+                except StopIteration as stop:
+                    return stop.value
+
+
+def _err(type_: str, message: str) -> dict[str, str]:
+    return {"type": type_, "message": message}
+
+
+class FunctionRunner:
+    """Runs one loaded function's handlers on micro-batches."""
+
+    def __init__(self, init: dict[str, Any], write: Callable[[bytes], None]) -> None:
+        limits = init.get("limits") or {}
+        self.timeout_s = float(limits.get("timeoutMs", 5000)) / 1000.0
+        self.max_event_bytes = int(limits.get("maxOutputBytes", 64 * 1024))
+        self.memory_mb = int(limits.get("memoryMb", 256))
+        self.settings: dict[str, Any] = init.get("settings") or {}
+        self.secrets: list[str] = list(init.get("secrets") or [])
+        self.filename = str(init.get("filename") or "function.py")
+        self.write = write
+        self.services = RuntimeServices(
+            secrets=self.secrets, mocks=init.get("mocks") or [], default_timeout_s=self.timeout_s
+        )
+        self.handlers: dict[str, Callable[..., Any]] = {}
+        self.recycle = False
+        self._busy = False
+        self._last_hb = 0.0
+        self._tick_handle: asyncio.TimerHandle | None = None
+        self._stdout = CapturedStream(self.services.load_logs)
+
+    # --- loading -------------------------------------------------------------------------
+    def load(self, source: str) -> list[str]:
+        check_source(source, self.filename)
+        fn._install(self.services)
+        sys.stdout = self._stdout
+        sys.stderr = self._stdout
+        root = logging.getLogger()
+        root.handlers[:] = [CaptureHandler(self.services.load_logs)]
+        root.setLevel(logging.INFO)
+        module = types.ModuleType("sluice_function")
+        module.__file__ = self.filename
+        namespace = module.__dict__
+        namespace["__builtins__"] = builtins
+        for cls in (*fn.ERROR_CLASSES, fn.FetchError):
+            namespace[cls.__name__] = cls
+        namespace.update(fetch=fn.fetch, cache=fn.cache, log=fn.log)
+        sys.modules["sluice_function"] = module
+        code = compile(source, self.filename, "exec")
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        try:
+            exec(code, namespace)
+        except StallTimeout:
+            raise FunctionLoadError(
+                f"loading the function took longer than the {self.timeout_s:g} s limit", filename=self.filename
+            ) from None
+        except BaseException as exc:
+            line = _user_line(exc, self.filename)
+            raise FunctionLoadError(
+                f"error while loading the function: {type(exc).__name__}: {self._safe(exc)}",
+                line=line,
+                filename=self.filename,
+            ) from None
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        for kind in HANDLER_TYPES:
+            handler = namespace.get(snake_name(kind)) or namespace.get(camel_name(kind))
+            if callable(handler):
+                self.handlers[kind] = handler
+        if not self.handlers:
+            raise FunctionLoadError("no callable handler defined", filename=self.filename)
+        return [k for k in HANDLER_TYPES if k in self.handlers]
+
+    def _safe(self, exc: BaseException) -> str:
+        return redact(str(exc), self.secrets)
+
+    # --- the loop ------------------------------------------------------------------------
+    def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._busy:
+            return
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        now = time.monotonic()
+        if now - self._last_hb >= HEARTBEAT_EVERY_S:
+            self._last_hb = now
+            self.write(protocol.encode_frame({"op": "hb"}))
+        self._tick_handle = loop.call_later(TICK_S, self._tick, loop)
+
+    async def run_frame(self, message: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        self._busy = True
+        self._last_hb = time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
+        self._tick_handle = loop.call_later(TICK_S, self._tick, loop)
+        try:
+            events = message.get("events") or []
+            if message.get("mode") == "batch":
+                batch, results = await self._run_batch(events)
+            else:
+                batch, results = None, await self._run_singles(events)
+        finally:
+            self._busy = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            if self._tick_handle is not None:
+                self._tick_handle.cancel()
+        return {"op": "result", "id": message.get("id"), "results": results, "batch": batch, "recycle": self.recycle}
+
+    async def _run_singles(self, events: list[Any]) -> list[dict[str, Any]]:
+        results: list[Any] = [None] * len(events)
+        pending: list[tuple[int, asyncio.Task[dict[str, Any]]]] = []
+        last_yield = time.perf_counter()
+        for i, event in enumerate(events):
+            kind = event.get("type") if isinstance(event, dict) else None
+            handler = self.handlers.get(kind) if isinstance(kind, str) and kind != "batch" else None
+            if handler is None:
+                what = f"on_{kind}" if isinstance(kind, str) else "a handler (the event has no type)"
+                if not isinstance(event, dict):
+                    what = "a handler (the event is not a JSON object)"
+                results[i] = self._result(
+                    "unsupported_event_type", None, _err("EventNotSupported", f"the function defines no {what}"),
+                    Invocation(), 0.0,
+                )  # fmt: skip
+                continue
+            out = self._start(handler, (event, dict(self.settings)))
+            if isinstance(out, asyncio.Task):
+                pending.append((i, out))
+            else:
+                results[i] = out
+            now = time.perf_counter()
+            if now - last_yield > YIELD_EVERY_S:  # let the heartbeat and started I/O run
+                await asyncio.sleep(0)
+                last_yield = time.perf_counter()
+        for i, task in pending:
+            results[i] = await self._await_task(task)
+        return self._check_outputs(results)
+
+    async def _await_task(self, task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
+        """A handler that swallows its cancellation is abandoned half a second after its limit."""
+        await asyncio.wait([task], timeout=self.timeout_s + 0.5)
+        if task.done():
+            return task.result()
+        task.cancel()
+        self.recycle = True  # the abandoned task may still run: replace this worker after the frame
+        message = f"the function ran past the {self.timeout_s:g} s time limit and ignored cancellation"
+        return self._result("timeout", None, _err("Timeout", message), Invocation(), self.timeout_s * 1000)
+
+    async def _run_batch(self, events: list[Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+        handler = self.handlers.get("batch")
+        if handler is None:
+            return None, await self._run_singles(events)
+        out = self._start(handler, (events, dict(self.settings)), batch=True)
+        result = await self._await_task(out) if isinstance(out, asyncio.Task) else out
+        batch = {k: result[k] for k in ("status", "error", "logs", "requests", "durationMs")}
+        if result["status"] != "ok":
+            return batch, [{"status": result["status"], "event": None, "error": result["error"]} for _ in events]
+        try:
+            slots = pair_batch(events, result["event"])
+        except BatchShapeError as exc:
+            error = _err("BatchShapeError", str(exc))
+            batch.update(status="bad_request", error=error)
+            return batch, [{"status": "bad_request", "event": None, "error": error} for _ in events]
+        results = [{"status": s, "event": e, "error": err} for s, e, err in slots]
+        return batch, self._check_outputs(results)
+
+    # --- one invocation --------------------------------------------------------------------
+    def _start(self, handler: Callable[..., Any], args: tuple[Any, ...], batch: bool = False) -> Any:
+        """Run a handler's first step inline; return its result, or a task when it suspends."""
+        inv = Invocation()
+        token = current.set(inv)
+        started = time.perf_counter()
+        try:
+            value = handler(*args)
+            if inspect.iscoroutine(value):
+                try:
+                    first = value.send(None)
+                except StopIteration as stop:
+                    value = stop.value
+                else:
+                    ctx = contextvars.copy_context()
+                    return asyncio.get_running_loop().create_task(
+                        self._finish(_Resume(value, first), inv, started, batch), context=ctx
+                    )
+            return self._complete(value, None, inv, started, batch)
+        except BaseException as exc:  # noqa: BLE001 - every failure becomes an outcome
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            return self._complete(None, exc, inv, started, batch)
+        finally:
+            current.reset(token)
+
+    async def _finish(self, resume: _Resume, inv: Invocation, started: float, batch: bool) -> dict[str, Any]:
+        deadline = asyncio.get_running_loop().time() + self.timeout_s - (time.perf_counter() - started)
+        try:
+            async with asyncio.timeout_at(deadline):
+                value = await resume
+        except BaseException as exc:  # noqa: BLE001
+            return self._complete(None, exc, inv, started, batch)
+        return self._complete(value, None, inv, started, batch)
+
+    def _complete(
+        self, value: Any, exc: BaseException | None, inv: Invocation, started: float, batch: bool
+    ) -> dict[str, Any]:
+        self._stdout.flush_invocation(inv)
+        duration = (time.perf_counter() - started) * 1000.0
+        if exc is None:
+            if value is None:
+                return self._result("filtered", None, None, inv, duration)
+            if isinstance(value, dict) or (batch and isinstance(value, list | tuple)):
+                return self._result("ok", value, None, inv, duration)
+            error = _err("TypeError", f"handler returned {type(value).__name__}; return the event (a dict) or None")
+            return self._result("bad_request", None, error, inv, duration)
+        if isinstance(exc, fn.FunctionError):
+            return self._result(exc.status, None, _err(type(exc).__name__, self._safe(exc)), inv, duration)
+        if isinstance(exc, StallTimeout | TimeoutError):
+            message = f"the function ran past the {self.timeout_s:g} s time limit"
+            return self._result("timeout", None, _err("Timeout", message), inv, duration)
+        if isinstance(exc, MemoryError):
+            self.recycle = True
+            message = f"the function ran out of memory (limit {self.memory_mb} MiB)"
+            return self._result("bad_request", None, _err("MemoryError", message), inv, duration)
+        line = _user_line(exc, self.filename)
+        where = f" (line {line})" if line else ""
+        error = _err(type(exc).__name__, self._safe(exc) + where)
+        return self._result("bad_request", None, error, inv, duration)
+
+    def _result(
+        self, status: str, event: Any, error: dict[str, str] | None, inv: Invocation, duration: float
+    ) -> dict[str, Any]:
+        logs = [redact(line, self.secrets) for line in inv.logs] if self.secrets else inv.logs
+        return {
+            "status": status,
+            "event": event,
+            "error": error,
+            "logs": logs,
+            "requests": inv.requests,
+            "durationMs": round(duration, 3),
+        }
+
+    def _check_outputs(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Refuse returned events that are not JSON-encodable or over the size limit."""
+        try:
+            total = len(orjson.dumps([r.get("event") for r in results]))
+        except (TypeError, orjson.JSONEncodeError):
+            total = -1
+        if 0 <= total <= self.max_event_bytes:
+            return results
+        for r in results:
+            if r["status"] != "ok":
+                continue
+            if not isinstance(r["event"], dict):
+                r.update(status="bad_request", event=None, error=_err("TypeError", "the returned event is not a dict"))
+                continue
+            try:
+                size = len(orjson.dumps(r["event"]))
+            except (TypeError, orjson.JSONEncodeError) as exc:
+                r.update(status="bad_request", event=None, error=_err("TypeError", f"returned event is not JSON: {exc}"))
+                continue
+            if size > self.max_event_bytes:
+                message = f"returned event is {size} bytes, over the {self.max_event_bytes} byte limit"
+                r.update(status="bad_request", event=None, error=_err("OutputTooLarge", message))
+        return results
+
+
+def _user_line(exc: BaseException, filename: str) -> int | None:
+    if isinstance(exc, SyntaxError) and exc.filename == filename:
+        return exc.lineno
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _read_exact(fd: int, n: int) -> bytes | None:
+    chunks: list[bytes] = []
+    while n:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _read_frame(fd: int) -> dict[str, Any] | None:
+    header = _read_exact(fd, protocol.HEADER.size)
+    if header is None:
+        return None
+    body = _read_exact(fd, protocol.read_length(header))
+    return None if body is None else protocol.decode_body(body)
+
+
+def main() -> None:
+    proto_in, proto_out = os.dup(0), os.dup(1)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, 0)
+    os.dup2(2, 1)  # stray writes to fd 1 must never corrupt the protocol pipe
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(proto_out, view) :]
+
+    init = _read_frame(proto_in)
+    if init is None or init.get("op") != "init":
+        sys.exit(3)
+    workdir = tempfile.mkdtemp(prefix="sluice-fn-")
+    os.chdir(workdir)
+    signal.signal(signal.SIGALRM, _on_alarm)
+    runner = FunctionRunner(init, write)
+    sandbox.isolate(runner.memory_mb, workdir)
+    try:
+        handlers = runner.load(str(init.get("code") or ""))
+    except FunctionLoadError as exc:
+        error = exc.to_wire()
+        error["message"] = redact(str(error["message"]), runner.secrets)
+        write(protocol.encode_frame({"op": "load_error", "error": error}))
+        return
+    write(protocol.encode_frame({"op": "ready", "handlers": handlers, "pid": os.getpid()}))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    while True:
+        message = _read_frame(proto_in)
+        if message is None or message.get("op") == "stop":
+            break
+        if message.get("op") == "run":
+            reply = loop.run_until_complete(runner.run_frame(message))
+            try:
+                body = orjson.dumps(reply)
+            except (TypeError, orjson.JSONEncodeError):  # pragma: no cover - _check_outputs guards this
+                for r in reply["results"]:
+                    r.update(status="bad_request", event=None, error=_err("TypeError", "result is not JSON"))
+                body = orjson.dumps(reply)
+            write(protocol.encode_body_frame(body))
+            if runner.recycle:
+                break
+    loop.run_until_complete(runner.services.aclose())
+
+
+if __name__ == "__main__":
+    main()

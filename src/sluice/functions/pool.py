@@ -1,0 +1,411 @@
+"""Parent side of the isolated runtime: a pool of worker processes per function instance.
+
+The pool splits events into micro-batch frames, keeps up to ``max_in_flight`` frames queued
+per worker, and watches every worker: a worker that sends neither a result nor a heartbeat
+for ``timeout + grace`` seconds is killed (its current frame ends as ``timeout``); a worker
+that dies mid-frame (crash, ``os._exit``, segfault) fails its current frame as ``retry``.
+Frames queued behind it had not started and are sent again to a fresh worker — no event is
+ever lost. A replacement worker is started on the next frame.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import itertools
+import signal
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sluice.errors import FunctionLoadError, PoolClosedError, WorkerStartError
+from sluice.functions import protocol
+from sluice.functions.loader import StaticInfo, check_source
+from sluice.functions.settings import SettingSpec, secret_strings, validate_values
+
+EventResult = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-instance limits (DESIGN §3.6); every one is configurable."""
+
+    timeout_s: float = 5.0
+    memory_mb: int = 256
+    max_output_bytes: int = 64 * 1024
+    grace_s: float = 1.0
+    frame_max_events: int = 100
+    start_timeout_s: float = 15.0
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "timeoutMs": int(self.timeout_s * 1000),
+            "memoryMb": self.memory_mb,
+            "maxOutputBytes": self.max_output_bytes,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSource:
+    code: str
+    filename: str = "function.py"
+    language: str = "python"
+    #: ``None`` = no schema known (a bare file): settings pass unchecked, nothing is secret.
+    schema: tuple[SettingSpec, ...] | None = None
+
+
+@dataclass(slots=True)
+class PoolStats:
+    started: int = 0
+    crashed: int = 0
+    killed_for_timeout: int = 0
+    recycled: int = 0
+    frames: int = 0
+    round_trips_ms: collections.deque[float] = field(default_factory=lambda: collections.deque(maxlen=10_000))
+
+
+def python_worker_command() -> list[str]:
+    return [sys.executable, "-I", "-B", "-m", "sluice.functions.child_py"]
+
+
+WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+
+
+class _Requeue(Exception):
+    """The frame never started on a worker that went away: send it again."""
+
+
+class _FrameFailed(Exception):
+    def __init__(self, status: str, type_: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.type, self.message = status, type_, message
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process, clock: Callable[[], float]) -> None:
+        self.proc = proc
+        self.clock = clock
+        self.pending: collections.OrderedDict[int, asyncio.Future[dict[str, Any]]] = collections.OrderedDict()
+        self.last_activity = clock()
+        self.retiring = False
+        self.timed_out = False
+        self.dead = False
+        self.stderr_tail: collections.deque[bytes] = collections.deque(maxlen=32)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def handshake(self, init: dict[str, Any], timeout: float) -> list[str]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(protocol.encode_frame(init))
+        try:
+            message = await asyncio.wait_for(self._read(), timeout)
+        except (TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            self.kill()
+            await self.proc.wait()
+            if isinstance(exc, TimeoutError):
+                raise FunctionLoadError(f"the function did not finish loading within {timeout:g} s") from None
+            raise WorkerStartError(f"worker exited while loading ({self._exit_text()})") from None
+        if message.get("op") == "load_error":
+            await self.proc.wait()
+            raise FunctionLoadError.from_wire(message.get("error") or {})
+        if message.get("op") != "ready":
+            self.kill()
+            raise WorkerStartError(f"unexpected first message from worker: {message.get('op')!r}")
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._drain_stderr())]
+        return list(message.get("handlers") or [])
+
+    async def _read(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        header = await self.proc.stdout.readexactly(protocol.HEADER.size)
+        body = await self.proc.stdout.readexactly(protocol.read_length(header))
+        return protocol.decode_body(body)
+
+    async def _reader(self) -> None:
+        try:
+            while True:
+                message = await self._read()
+                self.last_activity = self.clock()
+                if message.get("op") == "result":
+                    future = self.pending.pop(int(message.get("id") or 0), None)
+                    if message.get("recycle"):
+                        self.retiring = True
+                    if future is not None and not future.done():
+                        future.set_result(message)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        await self.proc.wait()
+        self.dead = True
+        self._fail_pending()
+
+    async def _drain_stderr(self) -> None:
+        assert self.proc.stderr is not None
+        with contextlib.suppress(Exception):
+            while line := await self.proc.stderr.readline():
+                self.stderr_tail.append(line[:500])
+
+    def _exit_text(self) -> str:
+        code = self.proc.returncode
+        if code is None:
+            return "still running"
+        if code < 0:
+            try:
+                return f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+    def _fail_pending(self) -> None:
+        first = True
+        for future in self.pending.values():
+            if future.done():
+                continue
+            if first and not self.retiring:
+                if self.timed_out:
+                    exc: Exception = _FrameFailed(
+                        "timeout", "Timeout", "the function did not yield within the time limit; its worker was killed"
+                    )
+                else:
+                    exc = _FrameFailed(
+                        "retry", "WorkerCrashed", f"the function's worker died ({self._exit_text()}); will be retried"
+                    )
+            else:
+                exc = _Requeue()
+            future.set_exception(exc)
+            first = False
+        self.pending.clear()
+
+    def submit(self, frame_id: int, frame: bytes) -> asyncio.Future[dict[str, Any]]:
+        assert self.proc.stdin is not None
+        if not self.pending:
+            self.last_activity = self.clock()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.pending[frame_id] = future
+        try:
+            self.proc.stdin.write(frame)
+        except (ConnectionError, RuntimeError):
+            pass  # the reader will see EOF and fail or requeue this frame
+        return future
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            with contextlib.suppress(Exception):
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(protocol.encode_frame({"op": "stop"}))
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2.0)
+            except TimeoutError:
+                self.kill()
+                await self.proc.wait()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class WorkerPool:
+    """Runs one function instance's events in isolated worker processes."""
+
+    def __init__(
+        self,
+        source: FunctionSource,
+        settings: Mapping[str, Any] | None = None,
+        *,
+        limits: Limits | None = None,
+        size: int = 1,
+        max_in_flight: int = 2,
+        mocks: Sequence[Mapping[str, Any]] = (),
+        command: Sequence[str] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.source = source
+        self.settings = dict(settings or {})
+        self.limits = limits or Limits()
+        self.size = max(1, size)
+        self.max_in_flight = max(1, max_in_flight)
+        self.mocks = [dict(m) for m in mocks]
+        self.command = list(command or python_worker_command())
+        self.clock = clock
+        self.stats = PoolStats()
+        self.handlers: tuple[str, ...] = ()
+        schema = source.schema
+        self.settings_problems = validate_values(schema, self.settings) if schema is not None else []
+        self._secrets = secret_strings(schema, self.settings) if schema is not None else []
+        self._workers: list[_Worker] = []
+        self._spawning = 0
+        self._changed = asyncio.Condition()
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+    def check(self) -> StaticInfo:
+        """Static check of the source in the parent (raises :class:`FunctionLoadError`)."""
+        return check_source(self.source.code, self.source.filename)
+
+    async def start(self) -> None:
+        """Check and load the function in a first worker; raises :class:`FunctionLoadError`."""
+        self.check()
+        if not self._workers:
+            self._workers.append(await self._spawn())
+
+    async def _spawn(self) -> _Worker:
+        self._spawning += 1
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *self.command,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=WORKER_ENV,
+                cwd="/",
+                start_new_session=True,
+            )
+            worker = _Worker(proc, self.clock)
+            init = {
+                "op": "init",
+                "code": self.source.code,
+                "filename": self.source.filename,
+                "settings": self.settings,
+                "secrets": self._secrets,
+                "limits": self.limits.wire(),
+                "mocks": self.mocks,
+            }
+            handlers = await worker.handshake(init, self.limits.start_timeout_s + self.limits.timeout_s)
+            self.handlers = tuple(handlers)
+            self.stats.started += 1
+            return worker
+        finally:
+            self._spawning -= 1
+
+    async def close(self) -> None:
+        self._closed = True
+        workers, self._workers = self._workers, []
+        await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+
+    async def __aenter__(self) -> WorkerPool:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def worker_pids(self) -> list[int]:
+        return [w.proc.pid for w in self._workers if not w.dead]
+
+    # --- running ------------------------------------------------------------------------------
+    async def run_events(self, events: Sequence[Any]) -> list[EventResult]:
+        """Each event through its single-event handler; results in input order."""
+        if self.settings_problems:
+            return [self._settings_result() for _ in events]
+        step = self.limits.frame_max_events
+        chunks = [list(events[i : i + step]) for i in range(0, len(events), step)]
+        replies = await asyncio.gather(*(self._run_frame("single", chunk) for chunk in chunks))
+        return [result for reply in replies for result in reply["results"]]
+
+    async def run_batch(self, events: Sequence[Any]) -> dict[str, Any]:
+        """One ``on_batch`` invocation (each event through its single handler when there is none).
+
+        Returns ``{"status", "error", "results": [{"status", "event", "error"}], "logs", "requests",
+        "durationMs"}``; ``status``/``error`` describe the batch invocation as a whole.
+        """
+        if self.settings_problems:
+            reply: dict[str, Any] = {"results": [self._settings_result() for _ in events], "batch": None}
+            reply["batch"] = {k: v for k, v in reply["results"][0].items() if k != "event"} if events else None
+        else:
+            reply = await self._run_frame("batch", list(events))
+        results = reply["results"]
+        batch = reply.get("batch")
+        if batch is None:  # no on_batch: the single handlers ran
+            batch = {
+                "status": "ok",
+                "error": None,
+                "logs": [line for r in results for line in r.get("logs", [])],
+                "requests": [q for r in results for q in r.get("requests", [])],
+                "durationMs": round(sum(r.get("durationMs", 0.0) for r in results), 3),
+            }
+        return {**batch, "results": [self._slot(r) for r in results]}
+
+    @staticmethod
+    def _slot(result: EventResult) -> EventResult:
+        return {"status": result["status"], "event": result.get("event"), "error": result.get("error")}
+
+    def _settings_result(self) -> EventResult:
+        message = "; ".join(self.settings_problems)
+        return {
+            "status": "invalid_settings",
+            "event": None,
+            "error": {"type": "InvalidSettings", "message": message},
+            "logs": [],
+            "requests": [],
+            "durationMs": 0.0,
+        }
+
+    async def _run_frame(self, mode: str, events: list[Any]) -> dict[str, Any]:
+        frame_id = next(self._ids)
+        frame = protocol.encode_frame({"op": "run", "id": frame_id, "mode": mode, "events": events})
+        while True:
+            worker = await self._acquire()
+            sent = time.perf_counter()
+            future = worker.submit(frame_id, frame)
+            try:
+                reply = await self._watch(worker, future)
+            except _Requeue:
+                continue
+            except _FrameFailed as failed:
+                error = {"type": failed.type, "message": failed.message}
+                result = {"status": failed.status, "event": None, "error": error, "logs": [], "requests": []}
+                results = [dict(result, durationMs=0.0) for _ in events]
+                batch = dict(result, durationMs=0.0) if mode == "batch" else None
+                return {"op": "result", "id": frame_id, "results": results, "batch": batch}
+            finally:
+                async with self._changed:
+                    self._changed.notify_all()
+            self.stats.frames += 1
+            self.stats.round_trips_ms.append((time.perf_counter() - sent) * 1000.0)
+            return reply
+
+    async def _watch(self, worker: _Worker, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+        allowance = self.limits.timeout_s + self.limits.grace_s
+        while not future.done():
+            remaining = worker.last_activity + allowance - self.clock()
+            if remaining <= 0 and not worker.dead:
+                worker.timed_out = True
+                self.stats.killed_for_timeout += 1
+                worker.kill()
+                remaining = 5.0  # the reader fails the future once the process is gone
+            await asyncio.wait([future], timeout=max(remaining, 0.01))
+        return future.result()
+
+    async def _acquire(self) -> _Worker:
+        async with self._changed:
+            while True:
+                if self._closed:
+                    raise PoolClosedError("the function's worker pool is closed")
+                self._reap()
+                live = [w for w in self._workers if not w.retiring and not w.dead]
+                free = [w for w in live if len(w.pending) < self.max_in_flight]
+                if free and (min(len(w.pending) for w in free) == 0 or len(live) + self._spawning >= self.size):
+                    return min(free, key=lambda w: len(w.pending))
+                if len(live) + self._spawning < self.size:
+                    break
+                await self._changed.wait()
+        worker = await self._spawn()
+        async with self._changed:
+            self._workers.append(worker)
+            self._changed.notify_all()
+        return worker
+
+    def _reap(self) -> None:
+        for worker in list(self._workers):
+            if worker.dead or (worker.retiring and not worker.pending):
+                self._workers.remove(worker)
+                if worker.retiring:
+                    self.stats.recycled += 1
+                elif not worker.timed_out:
+                    self.stats.crashed += 1

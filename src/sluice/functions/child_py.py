@@ -71,6 +71,15 @@ class _Resume:
                     return stop.value
 
 
+class _Suspended:
+    """A handler coroutine that awaited during its first step."""
+
+    __slots__ = ("coro", "first", "inv", "started")
+
+    def __init__(self, coro: Any, first: Any, inv: Invocation, started: float) -> None:
+        self.coro, self.first, self.inv, self.started = coro, first, inv, started
+
+
 def _err(type_: str, message: str) -> dict[str, str]:
     return {"type": type_, "message": message}
 
@@ -106,6 +115,8 @@ class FunctionRunner:
         root = logging.getLogger()
         root.handlers[:] = [CaptureHandler(self.services.load_logs)]
         root.setLevel(logging.INFO)
+        for noisy in ("httpx", "httpcore", "asyncio"):  # the runtime's own libraries are not the user's logs
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         module = types.ModuleType("sluice_function")
         module.__file__ = self.filename
         namespace = module.__dict__
@@ -173,50 +184,104 @@ class FunctionRunner:
         return {"op": "result", "id": message.get("id"), "results": results, "batch": batch, "recycle": self.recycle}
 
     async def _run_singles(self, events: list[Any]) -> list[dict[str, Any]]:
+        """Run each event's handler; handlers that await overlap on the loop.
+
+        Handlers run inline, one after another, inside one task. When a handler suspends (it
+        awaits I/O), the *rest of the events* move to a new task and the current task finishes
+        that handler — so each handler starts and ends in the same task (libraries such as
+        anyio rely on it) and a micro-batch of handlers that never await costs no task at all.
+        """
+        loop = asyncio.get_running_loop()
         results: list[Any] = [None] * len(events)
-        pending: list[tuple[int, asyncio.Task[dict[str, Any]]]] = []
-        last_yield = time.perf_counter()
-        for i, event in enumerate(events):
-            kind = event.get("type") if isinstance(event, dict) else None
-            handler = self.handlers.get(kind) if isinstance(kind, str) and kind != "batch" else None
-            if handler is None:
-                what = f"on_{kind}" if isinstance(kind, str) else "a handler (the event has no type)"
-                if not isinstance(event, dict):
-                    what = "a handler (the event is not a JSON object)"
-                results[i] = self._result(
-                    "unsupported_event_type", None, _err("EventNotSupported", f"the function defines no {what}"),
-                    Invocation(), 0.0,
-                )  # fmt: skip
-                continue
-            out = self._start(handler, (event, dict(self.settings)))
-            if isinstance(out, asyncio.Task):
-                pending.append((i, out))
-            else:
+        tasks: list[asyncio.Task[None]] = []
+        waiting: dict[asyncio.Task[None], tuple[int, float]] = {}  # task → (event index, its deadline)
+
+        async def process(start: int) -> None:
+            last_yield = time.perf_counter()
+            for i in range(start, len(events)):
+                event = events[i]
+                kind = event.get("type") if isinstance(event, dict) else None
+                handler = self.handlers.get(kind) if isinstance(kind, str) and kind != "batch" else None
+                if handler is None:
+                    results[i] = self._unsupported(event, kind)
+                    continue
+                out = self._begin(handler, (event, dict(self.settings)), batch=False)
+                if isinstance(out, _Suspended):
+                    if i + 1 < len(events):
+                        tasks.append(loop.create_task(process(i + 1), context=contextvars.Context()))
+                    task = asyncio.current_task()
+                    assert task is not None
+                    waiting[task] = (i, loop.time() + self.timeout_s + 0.5)
+                    results[i] = await self._finish(out, batch=False)
+                    return
                 results[i] = out
-            now = time.perf_counter()
-            if now - last_yield > YIELD_EVERY_S:  # let the heartbeat and started I/O run
-                await asyncio.sleep(0)
-                last_yield = time.perf_counter()
-        for i, task in pending:
-            results[i] = await self._await_task(task)
+                if time.perf_counter() - last_yield > YIELD_EVERY_S:  # let the heartbeat and I/O run
+                    await asyncio.sleep(0)
+                    last_yield = time.perf_counter()
+
+        tasks.append(loop.create_task(process(0), context=contextvars.Context()))
+        await self._await_all(tasks, waiting, results)
         return self._check_outputs(results)
 
-    async def _await_task(self, task: asyncio.Task[dict[str, Any]]) -> dict[str, Any]:
-        """A handler that swallows its cancellation is abandoned half a second after its limit."""
-        await asyncio.wait([task], timeout=self.timeout_s + 0.5)
-        if task.done():
-            return task.result()
-        task.cancel()
-        self.recycle = True  # the abandoned task may still run: replace this worker after the frame
-        message = f"the function ran past the {self.timeout_s:g} s time limit and ignored cancellation"
-        return self._result("timeout", None, _err("Timeout", message), Invocation(), self.timeout_s * 1000)
+    async def _await_all(
+        self,
+        tasks: list[asyncio.Task[None]],
+        waiting: dict[asyncio.Task[None], tuple[int, float]],
+        results: list[Any],
+    ) -> None:
+        """Wait for every task; one whose handler ignores its cancellation is abandoned."""
+        loop = asyncio.get_running_loop()
+        abandoned: set[asyncio.Task[None]] = set()
+        while True:
+            open_tasks = [t for t in tasks if not t.done() and t not in abandoned]
+            if not open_tasks:
+                break
+            now = loop.time()
+            # Tasks not yet suspended get looked at again soon: they may suspend and overrun.
+            horizons = [waiting[t][1] - now if t in waiting else TICK_S for t in open_tasks]
+            timeout = max(0.0, min(horizons))
+            await asyncio.wait(open_tasks, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            now = loop.time()
+            for task in open_tasks:
+                if task.done() or task not in waiting or waiting[task][1] > now:
+                    continue
+                task.cancel()
+                abandoned.add(task)
+                index = waiting.pop(task)[0]
+                self.recycle = True  # the abandoned task may still run: replace this worker after the frame
+                message = f"the function ran past the {self.timeout_s:g} s time limit and ignored cancellation"
+                results[index] = self._result("timeout", None, _err("Timeout", message), Invocation(), 0.0)
+                results[index]["durationMs"] = self.timeout_s * 1000
+        for task in tasks:
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+
+    def _unsupported(self, event: Any, kind: object) -> dict[str, Any]:
+        what = f"on_{kind}" if isinstance(kind, str) else "a handler (the event has no type)"
+        if not isinstance(event, dict):
+            what = "a handler (the event is not a JSON object)"
+        error = _err("EventNotSupported", f"the function defines no {what}")
+        return self._result("unsupported_event_type", None, error, Invocation(), 0.0)
 
     async def _run_batch(self, events: list[Any]) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         handler = self.handlers.get("batch")
         if handler is None:
             return None, await self._run_singles(events)
-        out = self._start(handler, (events, dict(self.settings)), batch=True)
-        result = await self._await_task(out) if isinstance(out, asyncio.Task) else out
+        loop = asyncio.get_running_loop()
+        box: list[Any] = [None]
+
+        async def invoke() -> None:
+            out = self._begin(handler, (events, dict(self.settings)), batch=True)
+            if isinstance(out, _Suspended):
+                task = asyncio.current_task()
+                assert task is not None
+                waiting[task] = (0, loop.time() + self.timeout_s + 0.5)
+                out = await self._finish(out, batch=True)
+            box[0] = out
+
+        waiting: dict[asyncio.Task[None], tuple[int, float]] = {}
+        await self._await_all([loop.create_task(invoke(), context=contextvars.Context())], waiting, box)
+        result = box[0]
         batch = {k: result[k] for k in ("status", "error", "logs", "requests", "durationMs")}
         if result["status"] != "ok":
             return batch, [{"status": result["status"], "event": None, "error": result["error"]} for _ in events]
@@ -230,8 +295,8 @@ class FunctionRunner:
         return batch, self._check_outputs(results)
 
     # --- one invocation --------------------------------------------------------------------
-    def _start(self, handler: Callable[..., Any], args: tuple[Any, ...], batch: bool = False) -> Any:
-        """Run a handler's first step inline; return its result, or a task when it suspends."""
+    def _begin(self, handler: Callable[..., Any], args: tuple[Any, ...], batch: bool) -> dict[str, Any] | _Suspended:
+        """Run a handler up to its first suspension; return its result, or where it suspended."""
         inv = Invocation()
         token = current.set(inv)
         started = time.perf_counter()
@@ -243,10 +308,7 @@ class FunctionRunner:
                 except StopIteration as stop:
                     value = stop.value
                 else:
-                    ctx = contextvars.copy_context()
-                    return asyncio.get_running_loop().create_task(
-                        self._finish(_Resume(value, first), inv, started, batch), context=ctx
-                    )
+                    return _Suspended(value, first, inv, started)
             return self._complete(value, None, inv, started, batch)
         except BaseException as exc:  # noqa: BLE001 - every failure becomes an outcome
             if isinstance(exc, asyncio.CancelledError):
@@ -255,13 +317,17 @@ class FunctionRunner:
         finally:
             current.reset(token)
 
-    async def _finish(self, resume: _Resume, inv: Invocation, started: float, batch: bool) -> dict[str, Any]:
+    async def _finish(self, suspended: _Suspended, batch: bool) -> dict[str, Any]:
+        inv, started = suspended.inv, suspended.started
+        token = current.set(inv)
         deadline = asyncio.get_running_loop().time() + self.timeout_s - (time.perf_counter() - started)
         try:
             async with asyncio.timeout_at(deadline):
-                value = await resume
+                value = await _Resume(suspended.coro, suspended.first)
         except BaseException as exc:  # noqa: BLE001
             return self._complete(None, exc, inv, started, batch)
+        finally:
+            current.reset(token)
         return self._complete(value, None, inv, started, batch)
 
     def _complete(

@@ -353,8 +353,10 @@ class WorkerPool:
             worker = await self._acquire()
             sent = time.perf_counter()
             future = worker.submit(frame_id, frame)
+            # Backstop: even a worker that keeps sending heartbeats must finish its frame.
+            backstop = self.clock() + self.limits.timeout_s * max(1, len(events)) + self.limits.grace_s
             try:
-                reply = await self._watch(worker, future)
+                reply = await self._watch(worker, future, backstop)
             except _Requeue:
                 continue
             except _FrameFailed as failed:
@@ -370,10 +372,12 @@ class WorkerPool:
             self.stats.round_trips_ms.append((time.perf_counter() - sent) * 1000.0)
             return reply
 
-    async def _watch(self, worker: _Worker, future: asyncio.Future[dict[str, Any]]) -> dict[str, Any]:
+    async def _watch(
+        self, worker: _Worker, future: asyncio.Future[dict[str, Any]], backstop: float
+    ) -> dict[str, Any]:
         allowance = self.limits.timeout_s + self.limits.grace_s
         while not future.done():
-            remaining = worker.last_activity + allowance - self.clock()
+            remaining = min(worker.last_activity + allowance, backstop) - self.clock()
             if remaining <= 0 and not worker.dead:
                 worker.timed_out = True
                 self.stats.killed_for_timeout += 1

@@ -221,7 +221,7 @@ class FunctionRunner:
 
         tasks.append(loop.create_task(process(0), context=contextvars.Context()))
         await self._await_all(tasks, waiting, results)
-        return self._check_outputs(results)
+        return results
 
     async def _await_all(
         self,
@@ -282,9 +282,15 @@ class FunctionRunner:
         waiting: dict[asyncio.Task[None], tuple[int, float]] = {}
         await self._await_all([loop.create_task(invoke(), context=contextvars.Context())], waiting, box)
         result = box[0]
-        batch = {k: result[k] for k in ("status", "error", "logs", "requests", "durationMs")}
+        batch = {
+            "status": result["status"],
+            "error": result.get("error"),
+            "logs": result.get("logs", []),
+            "requests": result.get("requests", []),
+            "durationMs": result["durationMs"],
+        }
         if result["status"] != "ok":
-            return batch, [{"status": result["status"], "event": None, "error": result["error"]} for _ in events]
+            return batch, [{"status": result["status"], "event": None, "error": result.get("error")} for _ in events]
         try:
             slots = pair_batch(events, result["event"])
         except BatchShapeError as exc:
@@ -292,7 +298,7 @@ class FunctionRunner:
             batch.update(status="bad_request", error=error)
             return batch, [{"status": "bad_request", "event": None, "error": error} for _ in events]
         results = [{"status": s, "event": e, "error": err} for s, e, err in slots]
-        return batch, self._check_outputs(results)
+        return batch, results
 
     # --- one invocation --------------------------------------------------------------------
     def _begin(self, handler: Callable[..., Any], args: tuple[Any, ...], batch: bool) -> dict[str, Any] | _Suspended:
@@ -359,39 +365,43 @@ class FunctionRunner:
     def _result(
         self, status: str, event: Any, error: dict[str, str] | None, inv: Invocation, duration: float
     ) -> dict[str, Any]:
-        logs = [redact(line, self.secrets) for line in inv.logs] if self.secrets else inv.logs
-        return {
-            "status": status,
-            "event": event,
-            "error": error,
-            "logs": logs,
-            "requests": inv.requests,
-            "durationMs": round(duration, 3),
-        }
+        result: dict[str, Any] = {"status": status, "event": event, "durationMs": duration}
+        if error is not None:
+            result["error"] = error
+        if inv.logs:
+            result["logs"] = [redact(line, self.secrets) for line in inv.logs] if self.secrets else inv.logs
+        if inv.requests:
+            result["requests"] = inv.requests
+        return result
 
-    def _check_outputs(self, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Refuse returned events that are not JSON-encodable or over the size limit."""
-        try:
-            total = len(orjson.dumps([r.get("event") for r in results]))
-        except (TypeError, orjson.JSONEncodeError):
-            total = -1
-        if 0 <= total <= self.max_event_bytes:
-            return results
-        for r in results:
-            if r["status"] != "ok":
-                continue
-            if not isinstance(r["event"], dict):
-                r.update(status="bad_request", event=None, error=_err("TypeError", "the returned event is not a dict"))
+    def encode_reply(self, reply: dict[str, Any]) -> bytes:
+        """Two frames: the results' metadata as JSON, then the returned events as one JSON array.
+
+        Each ok result carries ``at: [offset, length]`` into the array, so the parent can hand
+        an event's bytes on (to a destination) without decoding it. Encoding each event here
+        is also where a returned event that is not JSON or is over the size limit is refused.
+        """
+        parts: list[bytes] = []
+        offset = 1
+        for result in reply["results"]:
+            event = result.pop("event", None)
+            if result["status"] != "ok":
                 continue
             try:
-                size = len(orjson.dumps(r["event"]))
+                data = orjson.dumps(event)
             except (TypeError, orjson.JSONEncodeError) as exc:
-                r.update(status="bad_request", event=None, error=_err("TypeError", f"returned event is not JSON: {exc}"))
+                result.update(status="bad_request", error=_err("TypeError", f"returned event is not JSON: {exc}"))
                 continue
-            if size > self.max_event_bytes:
-                message = f"returned event is {size} bytes, over the {self.max_event_bytes} byte limit"
-                r.update(status="bad_request", event=None, error=_err("OutputTooLarge", message))
-        return results
+            if len(data) > self.max_event_bytes:
+                message = f"returned event is {len(data)} bytes, over the {self.max_event_bytes} byte limit"
+                result.update(status="bad_request", error=_err("OutputTooLarge", message))
+                continue
+            result["at"] = (offset, len(data))
+            parts.append(data)
+            offset += len(data) + 1
+        payload = b"[" + b",".join(parts) + b"]"
+        reply["payloadBytes"] = len(payload)
+        return protocol.encode_frame(reply) + protocol.encode_body_frame(payload)
 
 
 def _user_line(exc: BaseException, filename: str) -> int | None:
@@ -460,13 +470,7 @@ def main() -> None:
             break
         if message.get("op") == "run":
             reply = loop.run_until_complete(runner.run_frame(message))
-            try:
-                body = orjson.dumps(reply)
-            except (TypeError, orjson.JSONEncodeError):  # pragma: no cover - _check_outputs guards this
-                for r in reply["results"]:
-                    r.update(status="bad_request", event=None, error=_err("TypeError", "result is not JSON"))
-                body = orjson.dumps(reply)
-            write(protocol.encode_body_frame(body))
+            write(runner.encode_reply(reply))
             if runner.recycle:
                 break
     loop.run_until_complete(runner.services.aclose())

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import fcntl
 import itertools
 import signal
 import sys
@@ -20,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from sluice.errors import FunctionLoadError, PoolClosedError, WorkerStartError
 from sluice.functions import protocol
@@ -71,7 +74,41 @@ def python_worker_command() -> list[str]:
     return [sys.executable, "-I", "-B", "-m", "sluice.functions.child_py"]
 
 
+PIPE_BYTES = 1024 * 1024
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+
+
+def _grow_pipes(proc: asyncio.subprocess.Process) -> None:
+    """A 1 MiB pipe takes a whole micro-batch frame in one write (the 64 KiB default needs several)."""
+    for stream in (proc.stdin, proc.stdout):
+        transport = getattr(stream, "transport", None) or getattr(stream, "_transport", None)
+        pipe = transport.get_extra_info("pipe") if transport is not None else None
+        if pipe is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+
+
+def _materialize(reply: dict[str, Any], decode: bool) -> list[EventResult]:
+    """Full result dicts from a reply's metadata and its payload of returned events."""
+    payload: bytes = reply.get("payload", b"")
+    out: list[EventResult] = []
+    for meta in reply["results"]:
+        at = meta.get("at")
+        event: Any = None
+        if at is not None:
+            raw = payload[at[0] : at[0] + at[1]]
+            event = orjson.loads(raw) if decode else raw
+        out.append(
+            {
+                "status": meta["status"],
+                "event": event,
+                "error": meta.get("error"),
+                "logs": meta.get("logs", []),
+                "requests": meta.get("requests", []),
+                "durationMs": round(meta.get("durationMs", 0.0), 3),
+            }
+        )
+    return out
 
 
 class _Requeue(Exception):
@@ -116,11 +153,13 @@ class _Worker:
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._drain_stderr())]
         return list(message.get("handlers") or [])
 
-    async def _read(self) -> dict[str, Any]:
+    async def _read_raw(self) -> bytes:
         assert self.proc.stdout is not None
         header = await self.proc.stdout.readexactly(protocol.HEADER.size)
-        body = await self.proc.stdout.readexactly(protocol.read_length(header))
-        return protocol.decode_body(body)
+        return await self.proc.stdout.readexactly(protocol.read_length(header))
+
+    async def _read(self) -> dict[str, Any]:
+        return protocol.decode_body(await self._read_raw())
 
     async def _reader(self) -> None:
         try:
@@ -128,6 +167,8 @@ class _Worker:
                 message = await self._read()
                 self.last_activity = self.clock()
                 if message.get("op") == "result":
+                    if "payloadBytes" in message:  # the returned events follow as one raw frame
+                        message["payload"] = await self._read_raw()
                     future = self.pending.pop(int(message.get("id") or 0), None)
                     if message.get("recycle"):
                         self.retiring = True
@@ -264,7 +305,9 @@ class WorkerPool:
                 env=WORKER_ENV,
                 cwd="/",
                 start_new_session=True,
+                limit=protocol.MAX_FRAME_BYTES,  # a small reader limit pauses the pipe on every large frame
             )
+            _grow_pipes(proc)
             worker = _Worker(proc, self.clock)
             init = {
                 "op": "init",
@@ -300,13 +343,34 @@ class WorkerPool:
 
     # --- running ------------------------------------------------------------------------------
     async def run_events(self, events: Sequence[Any]) -> list[EventResult]:
-        """Each event through its single-event handler; results in input order."""
+        """Each event through its single-event handler; results in input order.
+
+        A result is ``{"status", "event", "error", "logs", "requests", "durationMs"}``.
+        """
+        return await self._run_chunks(events, encoded=False, decode=True)
+
+    async def run_encoded_events(self, events: Sequence[bytes], *, decode: bool = False) -> list[EventResult]:
+        """As :meth:`run_events` for events encoded as JSON bytes (spliced into frames as they are).
+
+        Unless ``decode``, each returned ``event`` stays JSON bytes, ready to send on.
+        """
+        return await self._run_chunks(events, encoded=True, decode=decode)
+
+    async def _run_chunks(self, events: Sequence[Any], *, encoded: bool, decode: bool) -> list[EventResult]:
         if self.settings_problems:
             return [self._settings_result() for _ in events]
         step = self.limits.frame_max_events
         chunks = [list(events[i : i + step]) for i in range(0, len(events), step)]
-        replies = await asyncio.gather(*(self._run_frame("single", chunk) for chunk in chunks))
-        return [result for reply in replies for result in reply["results"]]
+        replies: list[dict[str, Any]] = [{} for _ in chunks]
+        queue = iter(enumerate(chunks))
+
+        async def lane() -> None:  # a bounded number of frames in flight, whatever the input size
+            for index, chunk in queue:
+                replies[index] = await self._run_frame("single", chunk, encoded=encoded)
+
+        lanes = min(len(chunks), self.size * self.max_in_flight)
+        await asyncio.gather(*(lane() for _ in range(lanes)))
+        return [result for reply in replies for result in _materialize(reply, decode)]
 
     async def run_batch(self, events: Sequence[Any]) -> dict[str, Any]:
         """One ``on_batch`` invocation (each event through its single handler when there is none).
@@ -315,20 +379,21 @@ class WorkerPool:
         "durationMs"}``; ``status``/``error`` describe the batch invocation as a whole.
         """
         if self.settings_problems:
-            reply: dict[str, Any] = {"results": [self._settings_result() for _ in events], "batch": None}
-            reply["batch"] = {k: v for k, v in reply["results"][0].items() if k != "event"} if events else None
+            results = [self._settings_result() for _ in events]
+            batch = {k: v for k, v in results[0].items() if k != "event"} if events else None
         else:
             reply = await self._run_frame("batch", list(events))
-        results = reply["results"]
-        batch = reply.get("batch")
+            results, batch = _materialize(reply, decode=True), reply.get("batch")
         if batch is None:  # no on_batch: the single handlers ran
             batch = {
                 "status": "ok",
                 "error": None,
-                "logs": [line for r in results for line in r.get("logs", [])],
-                "requests": [q for r in results for q in r.get("requests", [])],
-                "durationMs": round(sum(r.get("durationMs", 0.0) for r in results), 3),
+                "logs": [line for r in results for line in r["logs"]],
+                "requests": [q for r in results for q in r["requests"]],
+                "durationMs": round(sum(r["durationMs"] for r in results), 3),
             }
+        else:
+            batch = {**batch, "durationMs": round(batch.get("durationMs", 0.0), 3)}
         return {**batch, "results": [self._slot(r) for r in results]}
 
     @staticmethod
@@ -346,9 +411,13 @@ class WorkerPool:
             "durationMs": 0.0,
         }
 
-    async def _run_frame(self, mode: str, events: list[Any]) -> dict[str, Any]:
+    async def _run_frame(self, mode: str, events: list[Any], *, encoded: bool = False) -> dict[str, Any]:
         frame_id = next(self._ids)
-        frame = protocol.encode_frame({"op": "run", "id": frame_id, "mode": mode, "events": events})
+        if encoded:
+            head = b'{"op":"run","id":%d,"mode":"%s","events":[' % (frame_id, mode.encode())
+            frame = protocol.encode_body_frame(head + b",".join(events) + b"]}")
+        else:
+            frame = protocol.encode_frame({"op": "run", "id": frame_id, "mode": mode, "events": events})
         while True:
             worker = await self._acquire()
             sent = time.perf_counter()

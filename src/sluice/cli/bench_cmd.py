@@ -1,0 +1,28 @@
+"""``sluice bench``: benchmarks that print each figure beside its ceiling from the same run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import click
+import orjson
+
+
+@click.group("bench")
+def bench_group() -> None:
+    """Measure sluice on this machine."""
+
+
+@bench_group.command("runtime")
+@click.option("--events", "count", type=click.IntRange(min=1000), default=200_000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_runtime(count: int, workers: int, as_json: bool) -> None:
+    """Isolated function throughput vs. the in-process ceiling, frame round trips, idle worker RSS."""
+    from sluice.bench.runtime import format_report, run_benchmark
+
+    report = asyncio.run(run_benchmark(count=count, workers=workers))
+    if as_json:
+        click.echo(orjson.dumps(report).decode())
+    else:
+        click.echo(format_report(report))

@@ -491,7 +491,9 @@ async def test_batch_split_by_type(http_server: HttpServer) -> None:
 
 
 @pytest.mark.parametrize(("url", "message"), [("/lookup", "lookup answered HTTP 503"), (None, "failed")])
-async def test_batch_split_by_type_retries_the_whole_batch(http_server: HttpServer, url: str | None, message: str) -> None:
+async def test_batch_split_by_type_retries_the_whole_batch(
+    http_server: HttpServer, url: str | None, message: str
+) -> None:
     http_server.route("/lookup", 503, {})
     lookup = http_server.url + url if url else "http://127.0.0.1:9/lookup"
     run = await arun_function(EXAMPLES / "batch_split_by_type.py", batch=mixed_batch(), settings={"lookupUrl": lookup})

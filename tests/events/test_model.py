@@ -151,9 +151,7 @@ def test_batch_context_merges_one_level_under_the_item() -> None:
 
 
 def test_item_context_values_win_even_across_kinds() -> None:
-    out = merge_batch_defaults(
-        {"context": {"page": "home"}}, context={"page": {"url": "/a"}}, integrations=None
-    )
+    out = merge_batch_defaults({"context": {"page": "home"}}, context={"page": {"url": "/a"}}, integrations=None)
     assert out["context"] == {"page": "home"}
     out = merge_batch_defaults({"context": {"page": {"url": "/b"}}}, context={"page": "x"}, integrations=None)
     assert out["context"] == {"page": {"url": "/b"}}

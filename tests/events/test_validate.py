@@ -201,9 +201,7 @@ def test_message_id_length_limit() -> None:
 
 
 @pytest.mark.parametrize("field", ["timestamp", "originalTimestamp", "sentAt", "receivedAt"])
-@pytest.mark.parametrize(
-    "value", ["2015-13-45T00:00:00Z", "", 1424730535000, "Mon, 23 Feb 2015 22:28:55 GMT"]
-)
+@pytest.mark.parametrize("value", ["2015-13-45T00:00:00Z", "", 1424730535000, "Mon, 23 Feb 2015 22:28:55 GMT"])
 def test_invalid_timestamps(field: str, value: object) -> None:
     assert codes(with_(TRACK, **{field: value})) == [("timestamp_invalid", field)]
 
@@ -316,9 +314,7 @@ STRINGS = ["", "track", "group", "alias", "delete", "2015-02-23T22:28:55Z", "999
 def garbage(rng: random.Random, depth: int = 0) -> Any:
     roll = rng.random()
     if depth > 4 or roll < 0.45:
-        return rng.choice(
-            [None, True, False, 0, -1, 2**70, 1.5e308, rng.choice(STRINGS), rng.randint(-(10**6), 10**6)]
-        )
+        return rng.choice([None, True, False, 0, -1, 2**70, 1.5e308, rng.choice(STRINGS), rng.randint(-(10**6), 10**6)])
     if roll < 0.6:
         return [garbage(rng, depth + 1) for _ in range(rng.randint(0, 4))]
     return {rng.choice(SPEC_KEYS): garbage(rng, depth + 1) for _ in range(rng.randint(0, 8))}

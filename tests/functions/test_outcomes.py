@@ -86,8 +86,10 @@ async def test_sync_handlers_and_camel_case_aliases() -> None:
 
 
 async def test_error_classes_are_prebound_globals_as_in_segment() -> None:
-    code = "async def onGroup(event, settings):\n    if not event['traits'].get('company'):\n" \
+    code = (
+        "async def onGroup(event, settings):\n    if not event['traits'].get('company'):\n"
         "        raise InvalidEventPayload('Company name is required')\n    return event\n"
+    )
     run = await arun_function(code, {"type": "group", "groupId": "g", "userId": "u", "traits": {}})
     assert (run.status, run.error) == (
         "message_rejected",
@@ -111,7 +113,9 @@ async def test_invalid_settings_names_the_setting_and_never_runs_the_handler() -
 
 async def test_wrong_setting_type_never_quotes_a_secret_value() -> None:
     schema = [{"name": "token", "label": "Token", "type": "BOOLEAN", "sensitive": True}]
-    run = await arun_function("def on_track(e, s):\n    return e\n", TRACK, schema=schema, settings={"token": "hunter2"})
+    run = await arun_function(
+        "def on_track(e, s):\n    return e\n", TRACK, schema=schema, settings={"token": "hunter2"}
+    )
     assert run.status == "invalid_settings"
     assert run.error is not None
     assert "token" in run.error["message"] and "hunter2" not in run.error["message"]

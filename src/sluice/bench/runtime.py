@@ -29,7 +29,7 @@ TARGETS = {"isolatedVsCeiling": 0.5, "frameRoundTripP99Ms": 5.0, "idleWorkerRssM
 
 
 def make_events(count: int) -> list[bytes]:
-    base = {
+    base: dict[str, Any] = {
         "type": "track",
         "event": "Button Clicked",
         "userId": "AiUGstSDIg",

@@ -76,7 +76,7 @@ def _parse_settings(raw: str | None) -> dict[str, Any]:
         except json.JSONDecodeError as exc:
             raise CliUsage(f"--settings: invalid JSON at column {exc.colno}: {exc.msg}") from None
     if not isinstance(value, dict):
-        raise CliUsage("--settings must be a JSON object, e.g. '{\"apiKey\": \"...\"}'")
+        raise CliUsage('--settings must be a JSON object, e.g. \'{"apiKey": "..."}\'')
     return value
 
 

@@ -153,9 +153,7 @@ def normalize_timestamps(event: Mapping[str, Any], *, received_at: datetime) -> 
     return out
 
 
-def merge_batch_defaults(
-    item: Mapping[str, Any], *, context: object = None, integrations: object = None
-) -> Event:
+def merge_batch_defaults(item: Mapping[str, Any], *, context: object = None, integrations: object = None) -> Event:
     """Merge a batch request's top-level ``context``/``integrations`` under one item's own.
 
     The item's keys win. ``context`` is merged one level deeper as well, so a batch-level

@@ -99,15 +99,12 @@ class EventValidationError(SluiceError):
     def __init__(self, violations: Sequence[Violation]) -> None:
         self.violations: tuple[Violation, ...] = tuple(violations)
         summary = "; ".join(
-            f"{v.code} ({v.field}): {v.message}" if v.field else f"{v.code}: {v.message}"
-            for v in self.violations
+            f"{v.code} ({v.field}): {v.message}" if v.field else f"{v.code}: {v.message}" for v in self.violations
         )
         super().__init__(f"invalid event: {summary}")
 
 
-def validate_or_raise(
-    event: object, *, max_bytes: int = MAX_EVENT_BYTES, encoded_size: int | None = None
-) -> Event:
+def validate_or_raise(event: object, *, max_bytes: int = MAX_EVENT_BYTES, encoded_size: int | None = None) -> Event:
     """Return ``event`` itself if it is valid; raise :class:`EventValidationError` otherwise."""
     violations = validate_event(event, max_bytes=max_bytes, encoded_size=encoded_size)
     if violations or not isinstance(event, dict):
@@ -157,9 +154,7 @@ def validate_event(
 
     size = encoded_size if encoded_size is not None else _encoded_size(event)
     if size is not None and size > max_bytes:
-        out.append(
-            Violation("event_too_large", "", f"event is {size} bytes, more than the limit of {max_bytes}")
-        )
+        out.append(Violation("event_too_large", "", f"event is {size} bytes, more than the limit of {max_bytes}"))
     return out
 
 
@@ -172,9 +167,7 @@ def _check_identity(event: dict[Any, Any], out: list[Violation], *, required: bo
     if user_state == "bad":
         out.append(Violation("user_id_not_string", "userId", "userId must be a string or a number"))
     if anon_state == "bad":
-        out.append(
-            Violation("anonymous_id_not_string", "anonymousId", "anonymousId must be a string or a number")
-        )
+        out.append(Violation("anonymous_id_not_string", "anonymousId", "anonymousId must be a string or a number"))
     if required and user_state == "absent" and anon_state == "absent":
         out.append(Violation("no_user_anon_id", "userId", "either userId or anonymousId is required"))
 

@@ -71,9 +71,10 @@ def pair_batch(inputs: Sequence[Any], returned: object) -> list[Slot]:
         mid = value.get("messageId")
         if not isinstance(mid, str) or not mid:
             raise BatchShapeError("on_batch returned a shorter list with an event that has no messageId")
-        position = index.get(mid)
-        if position is None:
+        found = index.get(mid)
+        if found is None:
             raise BatchShapeError(f"on_batch returned an event with unknown messageId {mid!r}")
+        position = found
         if position in taken:
             raise BatchShapeError(f"on_batch returned messageId {mid!r} twice")
         taken.add(position)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextvars
-import inspect
+import gc
 import logging
 import os
 import signal
@@ -196,6 +196,8 @@ class FunctionRunner:
         tasks: list[asyncio.Task[None]] = []
         waiting: dict[asyncio.Task[None], tuple[int, float]] = {}  # task → (event index, its deadline)
 
+        settings = self.settings
+
         async def process(start: int) -> None:
             last_yield = time.perf_counter()
             for i in range(start, len(events)):
@@ -205,7 +207,7 @@ class FunctionRunner:
                 if handler is None:
                     results[i] = self._unsupported(event, kind)
                     continue
-                out = self._begin(handler, (event, dict(self.settings)), batch=False)
+                out = self._begin(handler, (event, settings.copy()), batch=False)
                 if isinstance(out, _Suspended):
                     if i + 1 < len(events):
                         tasks.append(loop.create_task(process(i + 1), context=contextvars.Context()))
@@ -308,7 +310,7 @@ class FunctionRunner:
         started = time.perf_counter()
         try:
             value = handler(*args)
-            if inspect.iscoroutine(value):
+            if type(value) is types.CoroutineType:
                 try:
                     first = value.send(None)
                 except StopIteration as stop:
@@ -316,7 +318,7 @@ class FunctionRunner:
                 else:
                     return _Suspended(value, first, inv, started)
             return self._complete(value, None, inv, started, batch)
-        except BaseException as exc:  # noqa: BLE001 - every failure becomes an outcome
+        except BaseException as exc:
             if isinstance(exc, asyncio.CancelledError):
                 raise
             return self._complete(None, exc, inv, started, batch)
@@ -330,7 +332,7 @@ class FunctionRunner:
         try:
             async with asyncio.timeout_at(deadline):
                 value = await _Resume(suspended.coro, suspended.first)
-        except BaseException as exc:  # noqa: BLE001
+        except BaseException as exc:
             return self._complete(None, exc, inv, started, batch)
         finally:
             current.reset(token)
@@ -339,7 +341,8 @@ class FunctionRunner:
     def _complete(
         self, value: Any, exc: BaseException | None, inv: Invocation, started: float, batch: bool
     ) -> dict[str, Any]:
-        self._stdout.flush_invocation(inv)
+        if self._stdout.pending:
+            self._stdout.flush_invocation(inv)
         duration = (time.perf_counter() - started) * 1000.0
         if exc is None:
             if value is None:
@@ -461,6 +464,8 @@ def main() -> None:
         error["message"] = redact(str(error["message"]), runner.secrets)
         write(protocol.encode_frame({"op": "load_error", "error": error}))
         return
+    gc.collect()
+    gc.freeze()  # what loading created is long-lived: keep it out of every later collection
     write(protocol.encode_frame({"op": "ready", "handlers": handlers, "pid": os.getpid()}))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

@@ -75,6 +75,7 @@ def python_worker_command() -> list[str]:
 
 
 PIPE_BYTES = 1024 * 1024
+WATCH_EVERY_S = 0.1
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
 
 
@@ -122,7 +123,13 @@ class _FrameFailed(Exception):
 
 
 class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process, clock: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        clock: Callable[[], float],
+        allowance: float,
+        on_timeout: Callable[[], None],
+    ) -> None:
         self.proc = proc
         self.clock = clock
         self.pending: collections.OrderedDict[int, asyncio.Future[dict[str, Any]]] = collections.OrderedDict()
@@ -132,6 +139,10 @@ class _Worker:
         self.dead = False
         self.stderr_tail: collections.deque[bytes] = collections.deque(maxlen=32)
         self._tasks: list[asyncio.Task[None]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self.backstops: dict[int, float] = {}
+        self.allowance = allowance
+        self.on_timeout = on_timeout
 
     async def handshake(self, init: dict[str, Any], timeout: float) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -169,7 +180,9 @@ class _Worker:
                 if message.get("op") == "result":
                     if "payloadBytes" in message:  # the returned events follow as one raw frame
                         message["payload"] = await self._read_raw()
-                    future = self.pending.pop(int(message.get("id") or 0), None)
+                    frame_id = int(message.get("id") or 0)
+                    future = self.pending.pop(frame_id, None)
+                    self.backstops.pop(frame_id, None)
                     if message.get("recycle"):
                         self.retiring = True
                     if future is not None and not future.done():
@@ -216,18 +229,33 @@ class _Worker:
             future.set_exception(exc)
             first = False
         self.pending.clear()
+        self.backstops.clear()
 
-    def submit(self, frame_id: int, frame: bytes) -> asyncio.Future[dict[str, Any]]:
+    def submit(self, frame_id: int, frame: bytes, backstop: float) -> asyncio.Future[dict[str, Any]]:
         assert self.proc.stdin is not None
         if not self.pending:
             self.last_activity = self.clock()
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.pending[frame_id] = future
-        try:
+        self.backstops[frame_id] = backstop
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.create_task(self._watch())
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the reader sees EOF and fails or requeues it
             self.proc.stdin.write(frame)
-        except (ConnectionError, RuntimeError):
-            pass  # the reader will see EOF and fail or requeue this frame
         return future
+
+    async def _watch(self) -> None:
+        """While frames are pending: kill a worker silent for ``allowance`` or past a frame's backstop."""
+        while self.pending and not self.dead:
+            await asyncio.sleep(WATCH_EVERY_S)
+            if not self.pending or self.dead or self.timed_out:
+                continue
+            now = self.clock()
+            first = next(iter(self.pending))
+            if now - self.last_activity > self.allowance or now > self.backstops.get(first, now + 1):
+                self.timed_out = True
+                self.on_timeout()
+                self.kill()
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -308,7 +336,7 @@ class WorkerPool:
                 limit=protocol.MAX_FRAME_BYTES,  # a small reader limit pauses the pipe on every large frame
             )
             _grow_pipes(proc)
-            worker = _Worker(proc, self.clock)
+            worker = _Worker(proc, self.clock, self.limits.timeout_s + self.limits.grace_s, self._count_timeout)
             init = {
                 "op": "init",
                 "code": self.source.code,
@@ -421,16 +449,16 @@ class WorkerPool:
         while True:
             worker = await self._acquire()
             sent = time.perf_counter()
-            future = worker.submit(frame_id, frame)
             # Backstop: even a worker that keeps sending heartbeats must finish its frame.
             backstop = self.clock() + self.limits.timeout_s * max(1, len(events)) + self.limits.grace_s
+            future = worker.submit(frame_id, frame, backstop)
             try:
-                reply = await self._watch(worker, future, backstop)
+                reply = await future
             except _Requeue:
                 continue
             except _FrameFailed as failed:
                 error = {"type": failed.type, "message": failed.message}
-                result = {"status": failed.status, "event": None, "error": error, "logs": [], "requests": []}
+                result: dict[str, Any] = {"status": failed.status, "event": None, "error": error, "logs": [], "requests": []}
                 results = [dict(result, durationMs=0.0) for _ in events]
                 batch = dict(result, durationMs=0.0) if mode == "batch" else None
                 return {"op": "result", "id": frame_id, "results": results, "batch": batch}
@@ -441,19 +469,8 @@ class WorkerPool:
             self.stats.round_trips_ms.append((time.perf_counter() - sent) * 1000.0)
             return reply
 
-    async def _watch(
-        self, worker: _Worker, future: asyncio.Future[dict[str, Any]], backstop: float
-    ) -> dict[str, Any]:
-        allowance = self.limits.timeout_s + self.limits.grace_s
-        while not future.done():
-            remaining = min(worker.last_activity + allowance, backstop) - self.clock()
-            if remaining <= 0 and not worker.dead:
-                worker.timed_out = True
-                self.stats.killed_for_timeout += 1
-                worker.kill()
-                remaining = 5.0  # the reader fails the future once the process is gone
-            await asyncio.wait([future], timeout=max(remaining, 0.01))
-        return future.result()
+    def _count_timeout(self) -> None:
+        self.stats.killed_for_timeout += 1
 
     async def _acquire(self) -> _Worker:
         async with self._changed:

@@ -66,6 +66,11 @@ class CapturedStream(io.TextIOBase):
         self._fallback = fallback
         self._partial: dict[int, str] = {}
 
+    @property
+    def pending(self) -> bool:
+        """Is any invocation's last line still unterminated?"""
+        return bool(self._partial)
+
     def writable(self) -> bool:
         return True
 
@@ -274,7 +279,9 @@ class RuntimeServices:
             content = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
         return Response(int(mock.get("status", 200)), headers, content, url)
 
-    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float) -> Response:
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None, timeout: float
+    ) -> Response:
         import httpx  # imported on first use: keeps idle workers small
 
         if self._client is None:

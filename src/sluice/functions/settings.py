@@ -35,7 +35,7 @@ class SettingSpec:
 
 def name_from_label(label: str) -> str:
     """Segment's auto-generated setting name: camelCase of the label's words."""
-    words = re.findall(r"[A-Za-z0-9]+", label)
+    words: list[str] = re.findall(r"[A-Za-z0-9]+", label)
     if not words:
         return "setting"
     first, *rest = words

@@ -458,7 +458,13 @@ class WorkerPool:
                 continue
             except _FrameFailed as failed:
                 error = {"type": failed.type, "message": failed.message}
-                result: dict[str, Any] = {"status": failed.status, "event": None, "error": error, "logs": [], "requests": []}
+                result: dict[str, Any] = {
+                    "status": failed.status,
+                    "event": None,
+                    "error": error,
+                    "logs": [],
+                    "requests": [],
+                }
                 results = [dict(result, durationMs=0.0) for _ in events]
                 batch = dict(result, durationMs=0.0) if mode == "batch" else None
                 return {"op": "result", "id": frame_id, "results": results, "batch": batch}

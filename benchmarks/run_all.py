@@ -1,0 +1,30 @@
+"""`make bench`: every benchmark, each figure printed beside its ceiling from the same run.
+
+Run one with `sluice bench runtime [--json]`. Results go to stdout; with SLUICE_BENCH_JSON=path
+the JSON reports are also written to that file (one object per line).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import orjson
+
+from sluice.bench.runtime import format_report, run_benchmark
+
+
+def main() -> None:
+    reports = []
+    report = asyncio.run(run_benchmark(count=int(os.environ.get("SLUICE_BENCH_EVENTS", "200000"))))
+    print(format_report(report))
+    reports.append({"benchmark": "runtime", **report})
+    target = os.environ.get("SLUICE_BENCH_JSON")
+    if target:
+        with open(target, "ab") as out:
+            for item in reports:
+                out.write(orjson.dumps(item) + b"\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""`sluice bench runtime --json` runs end to end and reports every figure the issue names."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_bench_runtime_json_reports_figures_beside_ceiling() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", "runtime", "--events", "2000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in (
+        "isolatedEventsPerSec",
+        "inProcessEventsPerSec",
+        "frameRoundTripP50Ms",
+        "frameRoundTripP99Ms",
+        "idleWorkerRssMb",
+    ):
+        assert isinstance(report[key], int | float) and report[key] > 0, key
+    assert report["events"] == 2000
+    ratio = report["isolatedEventsPerSec"] / report["inProcessEventsPerSec"]
+    assert abs(report["isolatedVsCeiling"] - ratio) < 0.002

@@ -116,32 +116,140 @@ def test_example_manifests_are_valid() -> None:
         assert path.with_suffix(".py").is_file()
 
 
-def test_the_guides_json_shapes_match_sluice_testing() -> None:
-    """The ``fn test --json`` samples in the guide have the keys of FunctionRun.to_dict()."""
+def guide_json(kind: str) -> dict[str, Any]:
+    """The ``fn test --json`` sample of the guide marked ``<!-- json-shape: KIND -->``."""
     text = GUIDE.read_text(encoding="utf-8")
-    samples = {}
-    for kind in ("event", "batch"):
-        marker = f"<!-- json-shape: {kind} -->\n"
-        assert marker in text
-        block = FENCED.match(text, text.index(marker) + len(marker))
-        assert block is not None
-        samples[kind] = json.loads(block.group("body"))
-    event = samples["event"]
+    marker = f"<!-- json-shape: {kind} -->\n"
+    assert marker in text
+    block = FENCED.match(text, text.index(marker) + len(marker))
+    assert block is not None
+    sample: dict[str, Any] = json.loads(block.group("body"))
+    return sample
+
+
+REQUEST_KEYS = {
+    "method",
+    "url",
+    "requestHeaders",
+    "requestBody",
+    "status",
+    "responseHeaders",
+    "responseBody",
+    "durationMs",
+}
+
+
+def test_the_guides_json_samples_have_the_documented_keys() -> None:
+    event = guide_json("event")
     assert list(event) == ["status", "event", "error", "logs", "requests", "durationMs"]
-    assert set(event["error"]) == {"type", "message"}
-    assert set(event["requests"][0]) == {
-        "method",
-        "url",
-        "requestHeaders",
-        "requestBody",
-        "status",
-        "responseHeaders",
-        "responseBody",
-        "durationMs",
-    }
-    batch = samples["batch"]
+    assert list(event["error"]) == ["type", "message"]
+    assert set(event["requests"][0]) == REQUEST_KEYS
+    batch = guide_json("batch")
     assert list(batch) == ["status", "error", "results", "logs", "requests", "durationMs"]
     assert all(list(r) == ["status", "event", "error"] for r in batch["results"])
+
+
+def sluice(*args: str | Path, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    """The real command line, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "sluice", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=60
+    )
+
+
+def write_json(path: Path, value: Any) -> Path:
+    path.write_text(json.dumps(value))
+    return path
+
+
+def test_cli_event_json_is_shaped_as_the_guide_says(http_server: HttpServer, tmp_path: Path) -> None:
+    http_server.route("/v1/users/AiUGstSDIg", 503, {"error": "unavailable"})
+    settings = json.dumps({"apiUrl": http_server.url + "/v1", "apiKey": API_KEY})
+    event = write_json(tmp_path / "track.json", fixture("track"))
+    proc = sluice(
+        "fn", "test", example("enrich_with_api.py", tmp_path), "--event", event, "--settings", settings, "--json"
+    )
+    assert proc.returncode == 1, proc.stderr
+    out = json.loads(proc.stdout)
+    sample = guide_json("event")
+    assert list(out) == list(sample)
+    assert (out["status"], out["error"]) == (sample["status"], sample["error"])
+    assert set(out["requests"][0]) == set(sample["requests"][0])
+    assert out["requests"][0]["requestHeaders"]["Authorization"] == "[REDACTED]"
+    assert API_KEY not in proc.stdout
+
+
+def test_cli_batch_json_is_shaped_as_the_guide_says(http_server: HttpServer, tmp_path: Path) -> None:
+    http_server.route("/lookup", 200, {"tiers": {}})
+    batch = write_json(tmp_path / "batch.json", mixed_batch())
+    settings = write_json(tmp_path / "settings.json", {"lookupUrl": http_server.url + "/lookup"})
+    proc = sluice(
+        "fn", "test", EXAMPLES / "batch_split_by_type.py", "--batch", batch, "--settings", f"@{settings}", "--json"
+    )
+    assert proc.returncode == 1, proc.stderr  # one identify is message_rejected
+    out = json.loads(proc.stdout)
+    sample = guide_json("batch")
+    assert list(out) == list(sample)
+    assert [list(r) for r in out["results"]] == [["status", "event", "error"]] * 5
+    assert [r["status"] for r in out["results"]] == ["ok", "ok", "message_rejected", "ok", "ok"]
+    assert out["results"][2]["error"] == sample["results"][1]["error"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "code", "status"),
+    [
+        ({"internalDomains": ["example.com"]}, 0, "dropped"),
+        ({"internalDomains": []}, 0, "ok"),
+        ({"internalDomains": 5}, 1, "bad_request"),  # a bare file: settings are not checked
+    ],
+)
+def test_cli_exit_codes(tmp_path: Path, settings: dict[str, Any], code: int, status: str) -> None:
+    event = write_json(tmp_path / "identify.json", fixture("identify"))
+    proc = sluice(
+        "fn", "test", EXAMPLES / "drop_internal.py", "--event", event, "--settings", json.dumps(settings), "--json"
+    )
+    assert proc.returncode == code, proc.stderr
+    assert json.loads(proc.stdout)["status"] == status
+
+
+def test_cli_a_function_that_does_not_load_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "bad.py").write_text("import requests\n\ndef on_track(event, settings):\n    return event\n")
+    event = write_json(tmp_path / "track.json", fixture("track"))
+    proc = sluice("fn", "test", tmp_path / "bad.py", "--event", event, "--json")
+    assert proc.returncode == 1
+    out = json.loads(proc.stdout)
+    assert out["status"] == "bad_request"
+    assert out["error"]["type"] == "ForbiddenImportError"
+    assert "line 1: import of 'requests' is not allowed" in out["error"]["message"]
+
+
+def test_cli_usage_errors_exit_2(tmp_path: Path) -> None:
+    event = write_json(tmp_path / "track.json", fixture("track"))
+    array = write_json(tmp_path / "array.json", [fixture("track")])
+    (tmp_path / "broken.json").write_text("{")
+    function = EXAMPLES / "log_user_id.py"
+    for args in [
+        (function,),
+        (function, "--event", event, "--batch", array),
+        (function, "--event", tmp_path / "missing.json"),
+        (function, "--event", tmp_path / "broken.json"),
+        (function, "--event", array),
+        (tmp_path / "no_such_function", "--event", event),
+    ]:
+        proc = sluice("fn", "test", *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+
+
+def test_cli_fn_new_makes_a_function_that_runs(tmp_path: Path) -> None:
+    proc = sluice("fn", "new", "my_function", "--dir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    folder = tmp_path / "my_function"
+    assert sorted(p.name for p in folder.iterdir()) == ["function.py", "function.toml"]
+    assert sluice("fn", "new", "my_function", "--dir", tmp_path).returncode == 2  # never overwrites
+    for name in ("track", "identify", "page", "screen", "group", "alias", "delete"):
+        event = write_json(tmp_path / f"{name}.json", fixture(name))
+        proc = sluice("fn", "test", folder, "--event", event, "--json")
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert json.loads(proc.stdout)["event"] == fixture(name)
 
 
 async def test_to_dict_has_the_documented_keys() -> None:

@@ -212,3 +212,19 @@ async def test_instances_never_see_each_others_settings_or_globals() -> None:
         (r1,) = await one.run_events([dict(ev, properties={})])
     assert r2["event"]["properties"]["seen"] == ["two"]
     assert r1["event"]["properties"]["seen"] == ["one", "one"]  # module globals persist per instance
+
+
+async def test_worker_scratch_directories_are_removed_after_crash_and_close() -> None:
+    code = "import os\ndef on_track(event, settings):\n    open('scratch', 'w').write('x')\n    if event['properties'].get('die'):\n        os._exit(3)\n    return event\n"
+    pool = WorkerPool(FunctionSource(code))
+    await pool.start()
+    first = pool._workers[0].workdir
+    assert first is not None and os.path.isdir(first)
+    (crashed,) = await pool.run_events([{"type": "track", "properties": {"die": True}}])
+    assert crashed["status"] == "retry"
+    (ok,) = await pool.run_events([{"type": "track", "properties": {}}])
+    assert ok["status"] == "ok"
+    second = pool._workers[0].workdir
+    assert second is not None and second != first and not os.path.exists(first)
+    await pool.close()
+    assert not os.path.exists(second)

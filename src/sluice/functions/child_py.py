@@ -452,7 +452,7 @@ def main() -> None:
     init = _read_frame(proto_in)
     if init is None or init.get("op") != "init":
         sys.exit(3)
-    workdir = tempfile.mkdtemp(prefix="sluice-fn-")
+    workdir = str(init.get("workdir") or "") or tempfile.mkdtemp(prefix="sluice-fn-")
     os.chdir(workdir)
     signal.signal(signal.SIGALRM, _on_alarm)
     runner = FunctionRunner(init, write)

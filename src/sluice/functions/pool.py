@@ -15,8 +15,10 @@ import collections
 import contextlib
 import fcntl
 import itertools
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -141,6 +143,7 @@ class _Worker:
         self._tasks: list[asyncio.Task[None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         self.backstops: dict[int, float] = {}
+        self.workdir: str | None = None  # the worker's private scratch directory, removed when it exits
         self.allowance = allowance
         self.on_timeout = on_timeout
 
@@ -192,6 +195,12 @@ class _Worker:
         await self.proc.wait()
         self.dead = True
         self._fail_pending()
+        self.remove_workdir()
+
+    def remove_workdir(self) -> None:
+        if self.workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+            self.workdir = None
 
     async def _drain_stderr(self) -> None:
         assert self.proc.stderr is not None
@@ -325,6 +334,7 @@ class WorkerPool:
     async def _spawn(self) -> _Worker:
         self._spawning += 1
         try:
+            workdir = tempfile.mkdtemp(prefix="sluice-fn-")
             proc = await asyncio.create_subprocess_exec(
                 *self.command,
                 stdin=asyncio.subprocess.PIPE,
@@ -337,6 +347,7 @@ class WorkerPool:
             )
             _grow_pipes(proc)
             worker = _Worker(proc, self.clock, self.limits.timeout_s + self.limits.grace_s, self._count_timeout)
+            worker.workdir = workdir
             init = {
                 "op": "init",
                 "code": self.source.code,
@@ -345,8 +356,13 @@ class WorkerPool:
                 "secrets": self._secrets,
                 "limits": self.limits.wire(),
                 "mocks": self.mocks,
+                "workdir": workdir,
             }
-            handlers = await worker.handshake(init, self.limits.start_timeout_s + self.limits.timeout_s)
+            try:
+                handlers = await worker.handshake(init, self.limits.start_timeout_s + self.limits.timeout_s)
+            except BaseException:
+                worker.remove_workdir()
+                raise
             self.handlers = tuple(handlers)
             self.stats.started += 1
             return worker

@@ -190,8 +190,10 @@ class _Worker:
                         self.retiring = True
                     if future is not None and not future.done():
                         future.set_result(message)
-        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
+        except ValueError:  # a malformed frame: this worker can no longer be trusted
+            self.kill()
         await self.proc.wait()
         self.dead = True
         self._fail_pending()

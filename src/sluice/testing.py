@@ -20,7 +20,6 @@ match a mock are answered by it (and traced), the others go to the network.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +127,6 @@ async def arun_function(
             f"language {source.language!r} is not available in this version of sluice", filename=source.filename
         )
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
-    started = time.perf_counter()
     pool = WorkerPool(source, settings or {}, limits=limits, mocks=[m.wire() for m in mocks])
     try:
         if not pool.settings_problems:
@@ -140,7 +138,7 @@ async def arun_function(
                 error=out.get("error"),
                 logs=out.get("logs", []),
                 requests=out.get("requests", []),
-                duration_ms=(time.perf_counter() - started) * 1000.0,
+                duration_ms=out.get("durationMs", 0.0),
                 results=out["results"],
             )
         (result,) = await pool.run_events([event])

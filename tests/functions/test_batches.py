@@ -170,3 +170,15 @@ async def test_batch_without_on_batch_runs_single_handlers() -> None:
     assert run.results is not None
     assert [r["status"] for r in run.results] == ["ok", "unsupported_event_type"]
     assert run.logs == ["single 1"]
+
+
+async def test_error_instance_messages_are_redacted() -> None:
+    code = (
+        "def on_batch(events, settings):\n"
+        "    return [ValidationError('bad key ' + settings['apiKey']) for e in events]\n"
+        "def on_track(e, s):\n    return e\n"
+    )
+    schema = [{"name": "apiKey", "label": "API Key", "sensitive": True}]
+    run = await arun_function(code, batch=[ev("1")], schema=schema, settings={"apiKey": "topsecret99"})
+    assert run.results is not None
+    assert run.results[0]["error"] == {"type": "ValidationError", "message": "bad key [REDACTED]"}

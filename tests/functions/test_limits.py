@@ -228,3 +228,32 @@ async def test_worker_scratch_directories_are_removed_after_crash_and_close() ->
     assert second is not None and second != first and not os.path.exists(first)
     await pool.close()
     assert not os.path.exists(second)
+
+
+async def test_unix_sockets_are_refused(tmp_path: Path) -> None:
+    import socket
+
+    path = str(tmp_path / "local.sock")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(path)
+    server.listen()
+    code = (
+        "import socket\n"
+        "def on_track(event, settings):\n"
+        "    s = socket.socket(socket.AF_UNIX)\n"
+        "    s.connect(settings['path'])\n"
+        "    return event\n"
+    )
+    try:
+        async with WorkerPool(FunctionSource(code), {"path": path}) as p:
+            (result,) = await p.run_events([{"type": "track", "properties": {}}])
+    finally:
+        server.close()
+    assert result["status"] == "bad_request"
+    assert "UNIX sockets" in result["error"]["message"]
+
+
+async def test_pool_reports_what_the_sandbox_applied() -> None:
+    async with WorkerPool(FunctionSource("def on_track(e, s):\n    return e\n"), limits=Limits(memory_mb=300)) as p:
+        assert p.sandbox["memory_mb"] == 300
+        assert isinstance(p.sandbox["landlock_abi"], int)

@@ -272,3 +272,13 @@ async def test_concurrent_cache_loads_share_one_call_and_errors_are_not_cached()
         except RuntimeError as exc:
             assert str(exc) == "upstream down"
     assert await services.cache_load("e", 1000, slow) == 2
+
+
+async def test_fetch_body_dict_is_sent_as_json(http_server: HttpServer) -> None:
+    http_server.route("/in", 202, {})
+    code = "async def on_track(event, settings):\n    await fetch(settings['url'] + '/in', method='PUT', body={'a': [1, 2]})\n    return event\n"
+    run = await arun_function(code, TRACK, settings={"url": http_server.url})
+    assert run.status == "ok"
+    (received,) = http_server.requests
+    assert received.method == "PUT" and received.json() == {"a": [1, 2]}
+    assert received.headers["Content-Type"] == "application/json"

@@ -153,6 +153,9 @@ class FunctionRunner:
     def _safe(self, exc: BaseException) -> str:
         return redact(str(exc), self.secrets)
 
+    def _safe_text(self, text: str) -> str:
+        return redact(text, self.secrets)
+
     # --- the loop ------------------------------------------------------------------------
     def _tick(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._busy:
@@ -299,7 +302,10 @@ class FunctionRunner:
             error = _err("BatchShapeError", str(exc))
             batch.update(status="bad_request", error=error)
             return batch, [{"status": "bad_request", "event": None, "error": error} for _ in events]
-        results = [{"status": s, "event": e, "error": err} for s, e, err in slots]
+        results = [
+            {"status": s, "event": e, "error": _err(err["type"], self._safe_text(err["message"])) if err else None}
+            for s, e, err in slots
+        ]
         return batch, results
 
     # --- one invocation --------------------------------------------------------------------
@@ -456,7 +462,7 @@ def main() -> None:
     os.chdir(workdir)
     signal.signal(signal.SIGALRM, _on_alarm)
     runner = FunctionRunner(init, write)
-    sandbox.isolate(runner.memory_mb, workdir)
+    applied = sandbox.isolate(runner.memory_mb, workdir)
     try:
         handlers = runner.load(str(init.get("code") or ""))
     except FunctionLoadError as exc:
@@ -466,7 +472,7 @@ def main() -> None:
         return
     gc.collect()
     gc.freeze()  # what loading created is long-lived: keep it out of every later collection
-    write(protocol.encode_frame({"op": "ready", "handlers": handlers, "pid": os.getpid()}))
+    write(protocol.encode_frame({"op": "ready", "handlers": handlers, "pid": os.getpid(), "sandbox": applied}))
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     while True:

@@ -15,6 +15,7 @@ import collections
 import contextlib
 import fcntl
 import itertools
+import logging
 import shutil
 import signal
 import sys
@@ -91,6 +92,18 @@ def _grow_pipes(proc: asyncio.subprocess.Process) -> None:
                 fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
 
+_warned: list[bool] = []
+
+
+def _warn_no_landlock() -> None:
+    if not _warned:
+        _warned.append(True)
+        logging.getLogger("sluice.functions").warning(
+            "Landlock is not available on this kernel: function workers are isolated by process, "
+            "environment and an audit hook only (see docs/isolation.md)"
+        )
+
+
 def _materialize(reply: dict[str, Any], decode: bool) -> list[EventResult]:
     """Full result dicts from a reply's metadata and its payload of returned events."""
     payload: bytes = reply.get("payload", b"")
@@ -146,6 +159,7 @@ class _Worker:
         self.workdir: str | None = None  # the worker's private scratch directory, removed when it exits
         self.allowance = allowance
         self.on_timeout = on_timeout
+        self.sandbox: dict[str, Any] = {}
 
     async def handshake(self, init: dict[str, Any], timeout: float) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -165,6 +179,7 @@ class _Worker:
             self.kill()
             raise WorkerStartError(f"unexpected first message from worker: {message.get('op')!r}")
         self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._drain_stderr())]
+        self.sandbox = dict(message.get("sandbox") or {})
         return list(message.get("handlers") or [])
 
     async def _read_raw(self) -> bytes:
@@ -313,6 +328,8 @@ class WorkerPool:
         self.clock = clock
         self.stats = PoolStats()
         self.handlers: tuple[str, ...] = ()
+        #: What the worker's sandbox applied (``landlock_abi`` 0 = Landlock unavailable).
+        self.sandbox: dict[str, Any] = {}
         schema = source.schema
         self.settings_problems = validate_values(schema, self.settings) if schema is not None else []
         self._secrets = secret_strings(schema, self.settings) if schema is not None else []
@@ -366,6 +383,9 @@ class WorkerPool:
                 worker.remove_workdir()
                 raise
             self.handlers = tuple(handlers)
+            self.sandbox = worker.sandbox
+            if not worker.sandbox.get("landlock_abi"):
+                _warn_no_landlock()
             self.stats.started += 1
             return worker
         finally:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import resource
+import socket
 import sys
 import sysconfig
 from collections.abc import Iterable
@@ -172,7 +173,9 @@ class AuditGuard:
 
     def allowed(self, path: str, writing: bool) -> bool:
         real = os.path.realpath(path)
-        if real in self.exact or (real + "/") in self.write_roots:
+        if real in self.exact:
+            return not writing or real == "/dev/null"
+        if (real + "/") in self.write_roots:
             return True
         candidate = real + "/" if os.path.isdir(real) else real
         if any(candidate.startswith(root) for root in self.write_roots):
@@ -185,6 +188,11 @@ class AuditGuard:
         what = BLOCKED_EVENTS.get(event)
         if what is not None:
             raise PermissionError(f"sluice functions may not {what} ({event})")
+        if event in ("socket.connect", "socket.bind") and args:
+            sock = args[0]
+            if getattr(sock, "family", None) == socket.AF_UNIX:
+                raise PermissionError("sluice functions may not use UNIX sockets (local services are off limits)")
+            return
         if event == "open" and args:
             path = args[0]
             if isinstance(path, int) or path is None:

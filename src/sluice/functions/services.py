@@ -236,7 +236,12 @@ class RuntimeServices:
                 headers["Content-Type"] = "application/json"
         elif opts.get("body") is not None:
             raw = opts["body"]
-            body = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
+            if isinstance(raw, dict | list):  # a Python user's natural mistake: send it as JSON, not repr()
+                body = orjson.dumps(raw)
+                if not any(k.lower() == "content-type" for k in headers):
+                    headers["Content-Type"] = "application/json"
+            else:
+                body = raw if isinstance(raw, bytes) else str(raw).encode("utf-8")
         timeout = float(opts.get("timeout") or self.default_timeout_s)
         record: dict[str, Any] = {
             "method": method,

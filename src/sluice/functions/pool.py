@@ -107,23 +107,22 @@ def _warn_no_landlock() -> None:
 def _materialize(reply: dict[str, Any], decode: bool) -> list[EventResult]:
     """Full result dicts from a reply's metadata and its payload of returned events."""
     payload: bytes = reply.get("payload", b"")
+    loads = orjson.loads
     out: list[EventResult] = []
     for meta in reply["results"]:
-        at = meta.get("at")
-        event: Any = None
-        if at is not None:
+        at = meta.pop("at", None)
+        if at is None:
+            meta["event"] = None
+        else:
             raw = payload[at[0] : at[0] + at[1]]
-            event = orjson.loads(raw) if decode else raw
-        out.append(
-            {
-                "status": meta["status"],
-                "event": event,
-                "error": meta.get("error"),
-                "logs": meta.get("logs", []),
-                "requests": meta.get("requests", []),
-                "durationMs": round(meta.get("durationMs", 0.0), 3),
-            }
-        )
+            meta["event"] = loads(raw) if decode else raw
+        if "error" not in meta:
+            meta["error"] = None
+        if "logs" not in meta:
+            meta["logs"] = []
+        if "requests" not in meta:
+            meta["requests"] = []
+        out.append(meta)
     return out
 
 

@@ -23,8 +23,8 @@ run: $(RUNTIME_STAMP)
 	$(VENV)/bin/sluice serve
 
 lint: $(DEV_STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks docs/examples
+	$(VENV)/bin/ruff format --check src tests benchmarks docs/examples
 	$(VENV)/bin/mypy
 
 test: lint

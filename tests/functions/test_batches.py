@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -106,23 +107,8 @@ async def test_seed_split_by_type_example() -> None:
     assert run.results[0]["event"]["messageId"] == "1"
 
 
-FILTERING = """
-async def on_batch(events, settings):
-    response = []
-    try:
-        for event in events:
-            if event["properties"].get("name") == "drop":
-                continue
-            event["properties"]["message"] = "Enriched from insert function"
-            response.append(event)
-    except Exception as error:
-        print(error)
-        raise RetryError("Failed function")
-    return response
-
-def on_track(event, settings):
-    return event
-"""
+# The seed's "Handling filtering in a batch" example, as ported in the guide.
+FILTERING = (Path(__file__).resolve().parents[2] / "docs" / "examples" / "batch_filter.py").read_text()
 
 
 async def test_seed_filtering_example_pairs_shorter_list_by_message_id() -> None:

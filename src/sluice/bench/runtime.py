@@ -117,7 +117,7 @@ async def run_benchmark(count: int = 200_000, workers: int = 2) -> dict[str, Any
     limits = Limits(frame_max_events=100)
     ceilings: list[float] = []
     throughputs: list[float] = []
-    async with WorkerPool(FunctionSource(TRIVIAL), limits=limits, size=workers, max_in_flight=2) as pool:
+    async with WorkerPool(FunctionSource(TRIVIAL), limits=limits, size=workers) as pool:
         await pool.run_encoded_events(blobs[: 100 * workers * 2])  # start every worker
         for _ in range(3):  # interleaved, so that drift in the machine's speed hits both alike
             ceilings.append(await in_process(blobs))

@@ -100,6 +100,7 @@ class FunctionRunner:
             secrets=self.secrets, mocks=init.get("mocks") or [], default_timeout_s=self.timeout_s
         )
         self.handlers: dict[str, Callable[..., Any]] = {}
+        self.event_handlers: dict[str, Callable[..., Any]] = {}
         self.recycle = False
         self._busy = False
         self._last_hb = 0.0
@@ -148,6 +149,7 @@ class FunctionRunner:
                 self.handlers[kind] = handler
         if not self.handlers:
             raise FunctionLoadError("no callable handler defined", filename=self.filename)
+        self.event_handlers = {k: h for k, h in self.handlers.items() if k != "batch"}
         return [k for k in HANDLER_TYPES if k in self.handlers]
 
     def _safe(self, exc: BaseException) -> str:
@@ -200,18 +202,21 @@ class FunctionRunner:
         waiting: dict[asyncio.Task[None], tuple[int, float]] = {}  # task → (event index, its deadline)
 
         settings = self.settings
+        handler_for = self.event_handlers.get
+        begin = self._begin
+        clock = time.perf_counter
 
         async def process(start: int) -> None:
-            last_yield = time.perf_counter()
+            last_yield = clock()
             for i in range(start, len(events)):
                 event = events[i]
-                kind = event.get("type") if isinstance(event, dict) else None
-                handler = self.handlers.get(kind) if isinstance(kind, str) and kind != "batch" else None
+                kind = event.get("type") if type(event) is dict else None
+                handler = handler_for(kind) if type(kind) is str else None
                 if handler is None:
                     results[i] = self._unsupported(event, kind)
                     continue
-                out = self._begin(handler, (event, settings.copy()), batch=False)
-                if isinstance(out, _Suspended):
+                out = begin(handler, event, settings.copy(), False)
+                if type(out) is _Suspended:
                     if i + 1 < len(events):
                         tasks.append(loop.create_task(process(i + 1), context=contextvars.Context()))
                     task = asyncio.current_task()
@@ -220,9 +225,9 @@ class FunctionRunner:
                     results[i] = await self._finish(out, batch=False)
                     return
                 results[i] = out
-                if time.perf_counter() - last_yield > YIELD_EVERY_S:  # let the heartbeat and I/O run
+                if clock() - last_yield > YIELD_EVERY_S:  # let the heartbeat and I/O run
                     await asyncio.sleep(0)
-                    last_yield = time.perf_counter()
+                    last_yield = clock()
 
         tasks.append(loop.create_task(process(0), context=contextvars.Context()))
         await self._await_all(tasks, waiting, results)
@@ -276,7 +281,7 @@ class FunctionRunner:
         box: list[Any] = [None]
 
         async def invoke() -> None:
-            out = self._begin(handler, (events, dict(self.settings)), batch=True)
+            out = self._begin(handler, events, dict(self.settings), True)
             if isinstance(out, _Suspended):
                 task = asyncio.current_task()
                 assert task is not None
@@ -309,13 +314,15 @@ class FunctionRunner:
         return batch, results
 
     # --- one invocation --------------------------------------------------------------------
-    def _begin(self, handler: Callable[..., Any], args: tuple[Any, ...], batch: bool) -> dict[str, Any] | _Suspended:
+    def _begin(
+        self, handler: Callable[..., Any], payload: Any, settings: Any, batch: bool
+    ) -> dict[str, Any] | _Suspended:
         """Run a handler up to its first suspension; return its result, or where it suspended."""
         inv = Invocation()
         token = current.set(inv)
         started = time.perf_counter()
         try:
-            value = handler(*args)
+            value = handler(payload, settings)
             if type(value) is types.CoroutineType:
                 try:
                     first = value.send(None)

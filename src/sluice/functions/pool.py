@@ -312,7 +312,7 @@ class WorkerPool:
         *,
         limits: Limits | None = None,
         size: int = 1,
-        max_in_flight: int = 2,
+        max_in_flight: int = 3,
         mocks: Sequence[Mapping[str, Any]] = (),
         command: Sequence[str] | None = None,
         clock: Callable[[], float] = time.monotonic,

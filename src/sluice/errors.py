@@ -105,3 +105,58 @@ class WorkerStartError(RuntimeFailure):
 
 class PoolClosedError(RuntimeFailure):
     """Work was submitted to a pool that has been closed."""
+
+
+# --- control plane ------------------------------------------------------------------------------
+
+
+class ApiError(SluiceError):
+    """A refusal the API shows as ``{"errors": [{"type", "message", "field"?}]}``."""
+
+    status = 400
+    type = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def to_dict(self) -> dict[str, str]:
+        out = {"type": self.type, "message": self.message}
+        if self.field is not None:
+            out["field"] = self.field
+        return out
+
+
+class Unauthorized(ApiError):
+    status = 401
+    type = "unauthorized"
+
+
+class Forbidden(ApiError):
+    status = 403
+    type = "forbidden"
+
+
+class NotFound(ApiError):
+    status = 404
+    type = "not_found"
+
+
+class Conflict(ApiError):
+    status = 409
+    type = "conflict"
+
+
+class InvalidInput(ApiError):
+    status = 422
+    type = "validation_error"
+
+
+class RateLimited(ApiError):
+    status = 429
+    type = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -15,7 +15,7 @@ import orjson
 from sluice.cli.templates import FUNCTION_TOML, PYTHON_FUNCTION
 from sluice.errors import FunctionLoadError, UsageError
 from sluice.functions.manifest import load_function
-from sluice.testing import FunctionRun, arun_function
+from sluice.functions.run import FunctionRun, arun_function
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

@@ -39,7 +39,8 @@ def name_from_label(label: str) -> str:
     if not words:
         return "setting"
     first, *rest = words
-    name = first[0].lower() + first[1:] + "".join(w[0].upper() + w[1:] for w in rest)
+    head = first.lower() if first.isupper() else first[0].lower() + first[1:]
+    name = head + "".join(w[0].upper() + w[1:] for w in rest)
     return name if not name[0].isdigit() else "_" + name
 
 

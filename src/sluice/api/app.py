@@ -1,0 +1,102 @@
+"""The HTTP application: the control-plane API under ``/api`` (OpenAPI at ``/api/openapi.json``).
+
+Every error is ``{"errors": [{"type", "message", "field"?}]}``; bad input is never a 500.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from sluice import __version__
+from sluice.api import routes_admin, routes_functions
+from sluice.catalog.service import Catalog
+from sluice.errors import ApiError, RateLimited
+
+log = logging.getLogger("sluice.api")
+
+HTTP_TYPES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found", 405: "method_not_allowed"}
+
+
+def _errors(status: int, items: list[dict[str, Any]], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"errors": items}, status_code=status, headers=headers)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "query", "path", "header"):
+        parts = parts[1:] or parts
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out or "body"
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    headers = {"Retry-After": str(exc.retry_after_s)} if isinstance(exc, RateLimited) else None
+    return _errors(exc.status, [exc.to_dict()], headers)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    items = []
+    for error in exc.errors():
+        message = str(error.get("msg", "invalid value"))
+        field = _field(error.get("loc", ()))
+        if error.get("type") == "json_invalid":
+            message = f"the body is not valid JSON: {error.get('ctx', {}).get('error', message)}"
+            field = "body"
+        elif error.get("type") == "extra_forbidden":
+            message = "unknown field"
+        items.append({"type": "validation_error", "message": message, "field": field})
+    return _errors(422, items)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    kind = HTTP_TYPES.get(exc.status_code, "error")
+    return _errors(exc.status_code, [{"type": kind, "message": str(exc.detail)}], dict(exc.headers or {}))
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path)
+    return _errors(500, [{"type": "internal_error", "message": "internal error; see the server log"}])
+
+
+def create_api(catalog: Catalog) -> FastAPI:
+    api = FastAPI(
+        title="sluice control plane",
+        version=__version__,
+        description="Functions, versions, deploy, insert-function instances, sources, destinations, tokens, audit.",
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    api.state.catalog = catalog
+    api.include_router(routes_functions.router)
+    api.include_router(routes_admin.router)
+    api.add_exception_handler(ApiError, _api_error)
+    api.add_exception_handler(RequestValidationError, _validation_error)
+    api.add_exception_handler(StarletteHTTPException, _http_error)
+    api.add_exception_handler(Exception, _unexpected)
+    return api
+
+
+def create_app(catalog: Catalog) -> FastAPI:
+    """The whole server: ``/api`` now; ingest and the console mount here as they arrive."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.catalog = catalog
+    app.mount("/api", create_api(catalog))
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    return app

@@ -1,0 +1,305 @@
+"""Request and response documents of the control-plane API (the OpenAPI source of truth).
+
+Requests forbid unknown fields (a typo is a 422 naming it). Types are checked here; business
+rules (lengths, code that loads, settings against a schema) in the catalog service.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Document(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
+# --- errors -------------------------------------------------------------------------------------
+
+
+class ErrorItem(BaseModel):
+    type: str
+    message: str
+    field: str | None = None
+
+
+class ErrorEnvelope(BaseModel):
+    errors: list[ErrorItem]
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorEnvelope, "description": text}
+    for code, text in (
+        (401, "missing or unknown token"),
+        (403, "the token's role does not allow this"),
+        (404, "not found"),
+        (409, "conflict"),
+        (422, "invalid input; `field` names it"),
+        (429, "too many requests; see Retry-After"),
+    )
+}
+
+# --- functions ----------------------------------------------------------------------------------
+
+SettingType = Literal["STRING", "BOOLEAN", "ARRAY", "TEXT_MAP"]
+
+
+class SettingDefinition(Request):
+    name: str | None = Field(None, description="Defaults to camelCase of the label")
+    label: str
+    description: str = ""
+    type: SettingType = "STRING"
+    required: bool = False
+    sensitive: bool = False
+
+
+class FunctionCreate(Request):
+    displayName: str = Field(description="At most 120 characters")
+    description: str = ""
+    logoUrl: str | None = None
+    code: str
+    language: Literal["python", "javascript"] = "python"
+    resourceType: Literal["INSERT_DESTINATION", "DESTINATION"] = "INSERT_DESTINATION"
+    settings: list[SettingDefinition] = []
+    batchMaxCount: int = Field(20, description="1 to 400")
+
+
+class FunctionUpdate(Request):
+    displayName: str | None = None
+    description: str | None = None
+    logoUrl: str | None = None
+    code: str | None = None
+    language: Literal["python", "javascript"] | None = None
+    resourceType: Literal["INSERT_DESTINATION", "DESTINATION"] | None = None
+    settings: list[SettingDefinition] | None = None
+    batchMaxCount: int | None = None
+
+
+class SettingOut(Document):
+    name: str
+    label: str
+    description: str
+    type: SettingType
+    required: bool
+    sensitive: bool
+
+
+class FunctionOut(Document):
+    id: str
+    displayName: str
+    description: str
+    logoUrl: str | None
+    code: str
+    language: str
+    resourceType: str
+    settings: list[SettingOut]
+    batchMaxCount: int
+    createdAt: str
+    createdBy: str
+    updatedAt: str
+    deployedAt: str | None
+    isLatestVersion: bool
+    version: int
+    versionId: str
+    instancesCount: int
+
+
+class VersionOut(Document):
+    id: str
+    functionId: str
+    version: int
+    code: str
+    settings: list[SettingOut]
+    language: str
+    batchMaxCount: int
+    author: str
+    createdAt: str
+    restoredFrom: str | None
+    labels: list[Literal["LATEST", "DEPLOYED"]]
+    isLatestVersion: bool
+    instancesCount: int
+
+
+class RestoreRequest(Request):
+    versionId: str
+
+
+class DeployRequest(Request):
+    instanceIds: list[str] | None = Field(None, description="Omitted: every instance of the function")
+
+
+class PreviewRequest(Request):
+    code: str | None = None
+    functionId: str | None = None
+    language: Literal["python", "javascript"] = "python"
+    payload: dict[str, Any] | list[Any]
+    settings: dict[str, Any] = {}
+    settingsSchema: list[SettingDefinition] | None = Field(
+        None, description="Settings definitions for code not yet saved (secrets are then redacted)"
+    )
+
+
+class PreviewError(BaseModel):
+    type: str
+    message: str
+
+
+class PreviewSingle(BaseModel):
+    """One event: the same object as ``sluice fn test --json``."""
+
+    status: str
+    event: Any
+    error: PreviewError | None
+    logs: list[str]
+    requests: list[dict[str, Any]]
+    durationMs: float
+
+
+class PreviewSlot(BaseModel):
+    status: str
+    event: Any
+    error: PreviewError | None
+
+
+class PreviewBatch(BaseModel):
+    """A batch: ``status``/``error`` of the batch invocation, then one result per input."""
+
+    status: str
+    error: PreviewError | None
+    results: list[PreviewSlot]
+    logs: list[str]
+    requests: list[dict[str, Any]]
+    durationMs: float
+
+
+PreviewResult = PreviewBatch | PreviewSingle
+
+
+# --- connections ----------------------------------------------------------------------------------
+
+
+class SourceCreate(Request):
+    name: str
+    enabled: bool = True
+
+
+class SourceUpdate(Request):
+    name: str | None = None
+    enabled: bool | None = None
+
+
+class SourceOut(Document):
+    id: str
+    name: str
+    enabled: bool
+    writeKeys: list[str]
+    createdAt: str
+    updatedAt: str
+
+
+class DestinationCreate(Request):
+    name: str
+    type: str = "webhook"
+    config: dict[str, Any] = {}
+    sourceIds: list[str] = []
+    enabled: bool = True
+
+
+class DestinationUpdate(Request):
+    name: str | None = None
+    config: dict[str, Any] | None = None
+    sourceIds: list[str] | None = None
+    enabled: bool | None = None
+
+
+class DestinationOut(Document):
+    id: str
+    name: str
+    type: str
+    config: dict[str, Any]
+    sourceIds: list[str]
+    enabled: bool
+    createdAt: str
+    updatedAt: str
+
+
+class InstanceCreate(Request):
+    functionId: str
+    integrationId: str = Field(description="The destination's id")
+    name: str | None = None
+    enabled: bool = False
+    settings: dict[str, Any] = {}
+
+
+class InstanceUpdate(Request):
+    name: str | None = None
+    enabled: bool | None = None
+    settings: dict[str, Any] | None = None
+
+
+class InstanceOut(Document):
+    id: str
+    functionId: str
+    classId: str
+    integrationId: str
+    name: str
+    enabled: bool
+    settings: dict[str, Any]
+    versionId: str
+    version: int
+    isLatestVersion: bool
+    deployedAt: str
+    createdAt: str
+    updatedAt: str
+
+
+# --- tokens and audit ------------------------------------------------------------------------------
+
+RoleName = Literal["WORKSPACE_OWNER", "FUNCTIONS_ADMIN", "FUNCTIONS_READ_ONLY", "SOURCE_ADMIN"]
+
+
+class TokenCreate(Request):
+    name: str
+    role: RoleName | None = None
+    roles: list[RoleName] | None = Field(None, description="Several roles, e.g. Functions Admin + Source Admin")
+    functionIds: list[str] | None = Field(None, description="Function roles limited to these functions")
+
+
+class TokenOut(Document):
+    id: str
+    name: str
+    role: str | None
+    roles: list[str]
+    functionIds: list[str] | None
+    createdAt: str
+    lastUsedAt: str | None
+    token: str | None = Field(None, description="The secret: returned once, at creation")
+
+
+class AuditEventOut(Document):
+    id: int
+    timestamp: str
+    actor: str
+    action: str
+    resourceType: str
+    resourceId: str
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+class DeployOut(Document):
+    function: FunctionOut
+    deployedInstanceIds: list[str]
+    versionId: str
+
+
+def envelope(name: str, key: str, model: Any) -> type[BaseModel]:
+    """``{"data": {key: model}}`` — Segment's Public API envelope."""
+    inner = create_model(f"{name}Data", **{key: (model, ...)})  # type: ignore[call-overload]
+    outer: type[BaseModel] = create_model(f"{name}Envelope", data=(inner, ...))
+    return outer

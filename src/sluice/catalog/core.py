@@ -1,0 +1,163 @@
+"""What every catalog use-case shares: transactions, ids, time, secrets, audit, permission checks."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Connection, Engine, insert
+
+from sluice.catalog import tables
+from sluice.catalog.access import Actor, Decision
+from sluice.errors import Forbidden
+from sluice.functions.settings import SettingSpec, mask
+
+
+class Box(Protocol):
+    """Encrypts values at rest (:class:`sluice.catalog.crypto.SecretBox`)."""
+
+    def encrypt(self, plaintext: str) -> str: ...
+
+    def decrypt(self, token: str) -> str: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(10)}"
+
+
+MASK_PREFIX = "••••"
+#: Destination config keys treated as secrets until destination types declare their own.
+SENSITIVE_CONFIG_KEY = re.compile(r"(secret|password|passwd|token|api[_-]?key|auth|credential|private)", re.I)
+
+
+def iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    if moment.tzinfo is None:  # SQLite hands back naive datetimes
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def is_masked(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(MASK_PREFIX)
+
+
+def mask_value(value: object) -> str:
+    return mask(value) if isinstance(value, str) else MASK_PREFIX
+
+
+class Core:
+    """Engine, clock, ids and secret box, plus the helpers the use-case modules share."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        box: Box,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        ids: Callable[[str], str] = new_id,
+    ) -> None:
+        self.engine = engine
+        self.box = box
+        self.clock = clock
+        self.ids = ids
+
+    @contextmanager
+    def tx(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    @staticmethod
+    def require(decision: Decision) -> None:
+        if not decision.allowed:
+            raise Forbidden(f"this token lacks {decision.missing}")
+
+    def audit(
+        self,
+        conn: Connection,
+        actor: Actor,
+        action: str,
+        resource_type: str,
+        resource_id: str,
+        before: Mapping[str, Any] | None = None,
+        after: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record a change. ``before``/``after`` must already have their secrets masked."""
+        conn.execute(
+            insert(tables.audit_events).values(
+                at=self.clock(),
+                actor=actor.name,
+                action=action,
+                resource_type=resource_type,
+                resource_id=resource_id,
+                before=dict(before) if before is not None else None,
+                after=dict(after) if after is not None else None,
+            )
+        )
+
+    # --- secrets in settings and configs --------------------------------------------------------
+
+    def seal_settings(
+        self, schema: Sequence[SettingSpec], values: Mapping[str, Any], previous: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """Encrypt the sensitive values; a masked value sent back keeps the stored secret."""
+        sensitive = {s.name for s in schema if s.sensitive}
+        out: dict[str, Any] = {}
+        for name, value in values.items():
+            if name in sensitive and value is not None:
+                if is_masked(value) and previous is not None and name in previous:
+                    out[name] = previous[name]
+                else:
+                    out[name] = self.box.encrypt(json.dumps(value))
+            else:
+                out[name] = value
+        return out
+
+    def open_settings(self, schema: Sequence[SettingSpec], stored: Mapping[str, Any]) -> dict[str, Any]:
+        sensitive = {s.name for s in schema if s.sensitive}
+        return {
+            name: json.loads(self.box.decrypt(value)) if name in sensitive and isinstance(value, str) else value
+            for name, value in stored.items()
+        }
+
+    @staticmethod
+    def masked_settings(
+        schema: Sequence[SettingSpec], stored: Mapping[str, Any], clear: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        sensitive = {s.name for s in schema if s.sensitive}
+        return {name: mask_value(clear.get(name)) if name in sensitive else value for name, value in stored.items()}
+
+    def seal_config(self, config: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in config.items():
+            if SENSITIVE_CONFIG_KEY.search(key) and value is not None:
+                if is_masked(value) and previous is not None and key in previous:
+                    out[key] = previous[key]
+                else:
+                    out[key] = self.box.encrypt(json.dumps(value))
+            else:
+                out[key] = value
+        return out
+
+    def open_config(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        return {
+            key: json.loads(self.box.decrypt(value))
+            if SENSITIVE_CONFIG_KEY.search(key) and isinstance(value, str)
+            else value
+            for key, value in stored.items()
+        }
+
+    def masked_config(self, stored: Mapping[str, Any]) -> dict[str, Any]:
+        clear = self.open_config(stored)
+        return {
+            key: mask_value(clear[key]) if SENSITIVE_CONFIG_KEY.search(key) else value for key, value in stored.items()
+        }

@@ -1,0 +1,151 @@
+"""The catalog's tables (SQLAlchemy Core). The same schema on SQLite and PostgreSQL.
+
+JSON columns hold camelCase documents as the API shows them; sensitive values inside them are
+stored encrypted (``enc:v1:…``, see :mod:`sluice.catalog.crypto`). Times are timezone-aware UTC.
+Identifiers are short random strings with a type prefix (``fn_…``, ``ver_…``).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _times() -> list[Column[object]]:
+    return [
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("updated_at", DateTime(timezone=True), nullable=False),
+    ]
+
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    *_times(),
+)
+
+write_keys = Table(
+    "write_keys",
+    metadata,
+    Column("key", String(100), primary_key=True),
+    Column("source_id", String(40), ForeignKey("sources.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("type", String(100), nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("enabled", Boolean, nullable=False, default=True),
+    *_times(),
+)
+
+destination_sources = Table(
+    "destination_sources",
+    metadata,
+    Column("destination_id", String(40), ForeignKey("destinations.id", ondelete="CASCADE"), primary_key=True),
+    Column("source_id", String(40), ForeignKey("sources.id", ondelete="CASCADE"), primary_key=True),
+)
+
+functions = Table(
+    "functions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("display_name", String(120), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("logo_url", Text, nullable=True),
+    Column("language", String(20), nullable=False),
+    Column("resource_type", String(40), nullable=False),
+    Column("settings", JSON, nullable=False),  # the schema: [{name, label, description, type, required, sensitive}]
+    Column("batch_max_count", Integer, nullable=False),
+    Column("code", Text, nullable=False),  # the draft: always equal to the LATEST version's code
+    Column("latest_version", Integer, nullable=False),
+    Column("created_by", String(200), nullable=False),
+    *_times(),
+)
+
+function_versions = Table(
+    "function_versions",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("function_id", String(40), ForeignKey("functions.id", ondelete="CASCADE"), nullable=False),
+    Column("number", Integer, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("settings", JSON, nullable=False),
+    Column("language", String(20), nullable=False),
+    Column("batch_max_count", Integer, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("restored_from", String(40), nullable=True),
+    UniqueConstraint("function_id", "number"),
+)
+
+instances = Table(
+    "insert_function_instances",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("function_id", String(40), ForeignKey("functions.id", ondelete="CASCADE"), nullable=False, index=True),
+    # at most one insert function per destination
+    Column(
+        "destination_id", String(40), ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False, unique=True
+    ),
+    Column("name", String(200), nullable=False),
+    Column("enabled", Boolean, nullable=False, default=False),
+    Column("settings", JSON, nullable=False),  # values; sensitive ones encrypted
+    Column("version_id", String(40), ForeignKey("function_versions.id"), nullable=False),
+    Column("deployed_at", DateTime(timezone=True), nullable=False),
+    *_times(),
+)
+
+tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(40), nullable=False),
+    Column("function_ids", JSON, nullable=True),  # None = all functions
+    Column("token_hash", String(64), nullable=False, unique=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_used_at", DateTime(timezone=True), nullable=True),
+)
+
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(60), nullable=False),
+    Column("resource_type", String(40), nullable=False),
+    Column("resource_id", String(40), nullable=False),
+    Column("before", JSON, nullable=True),
+    Column("after", JSON, nullable=True),
+    Index("ix_audit_events_at", "at"),
+)

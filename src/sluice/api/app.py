@@ -60,6 +60,10 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 400:  # a body that cannot be parsed at all (e.g. not UTF-8): bad input like any other
+        return _errors(
+            422, [{"type": "validation_error", "message": f"the body cannot be read: {exc.detail}", "field": "body"}]
+        )
     kind = HTTP_TYPES.get(exc.status_code, "error")
     return _errors(exc.status_code, [{"type": kind, "message": str(exc.detail)}], dict(exc.headers or {}))
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+pytest_plugins = ["tests.pg"]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 

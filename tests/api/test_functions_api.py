@@ -162,3 +162,22 @@ async def test_bad_json_and_unknown_routes_use_the_error_envelope(api: Api) -> N
     assert bad.json()["errors"][0]["field"] == "body"
     unknown = await api.client.get("/no-such-thing")
     assert unknown.status_code == 404 and unknown.json()["errors"][0]["type"] == "not_found"
+
+
+async def test_concurrent_previews_beyond_the_limit_are_429_with_retry_after(api: Api) -> None:
+    import asyncio
+
+    api.catalog.functions.max_previews = 1
+    slow = "import asyncio\nasync def on_track(e, s):\n    await asyncio.sleep(1)\n    return e\n"
+    body = {"code": slow, "payload": {"type": "track", "properties": {}}}
+    first = asyncio.create_task(api.client.post("/functions/preview", json=body))
+    deadline = asyncio.get_running_loop().time() + 10
+    while not api.catalog.functions._previews.get(api.catalog.admin.authenticate(f"Bearer {api.token}").token_id or ""):
+        assert asyncio.get_running_loop().time() < deadline, "the first preview never started"
+        await asyncio.sleep(0.01)
+    second = await api.client.post("/functions/preview", json=body)
+    assert second.status_code == 429
+    assert second.headers["Retry-After"] == "1"
+    assert second.json()["errors"][0]["type"] == "rate_limited"
+    assert (await first).status_code == 200
+    assert (await api.client.post("/functions/preview", json=body)).status_code == 200

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from sluice import __version__
+from sluice.cli import fn_remote  # noqa: F401  (registers fn push|deploy|versions|restore)
 from sluice.cli.bench_cmd import bench_group
 from sluice.cli.fn_cmd import fn_group
+from sluice.cli.remote import login
+from sluice.cli.serve_cmd import serve
 
 
 @click.group()
@@ -17,18 +18,8 @@ def cli() -> None:
     """sluice — a self-hosted event pipeline built around destination insert functions."""
 
 
-@cli.command("serve")
-def serve() -> None:
-    """Start sluice (ingest, API, console and workers) on the embedded SQLite default."""
-    click.echo(
-        "sluice serve: the server (ingest, control-plane API, console, delivery workers) is not part of "
-        "this version yet.\nWhat works today: 'sluice fn new NAME' and 'sluice fn test PATH --event FILE' "
-        "(see docs/functions.md), and 'sluice bench runtime'.",
-        err=True,
-    )
-    sys.exit(1)
-
-
+cli.add_command(serve)
+cli.add_command(login)
 cli.add_command(fn_group)
 cli.add_command(bench_group)
 

@@ -1,0 +1,159 @@
+"""``sluice serve``: the catalog and the control-plane API in one process, until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import Callable, Generator
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import click
+
+from sluice.errors import ConfigError
+
+if TYPE_CHECKING:
+    import uvicorn
+
+EXIT_FAILED = 1
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"sluice serve: {message}", err=True)
+    sys.exit(EXIT_FAILED)
+
+
+def base_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (port 0: a free one), or a clear message and exit 1."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        fail(f"cannot listen on host {host!r} (--host / SLUICE_HOST): {exc.strerror}")
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            fail(
+                f"port {port} on {host} is already in use (another sluice or program listens there); "
+                "stop it or choose another port with --port / SLUICE_PORT (0 picks a free one)"
+            )
+        fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    sock.set_inheritable(False)
+    return sock
+
+
+def _make_server(config: uvicorn.Config, on_started: Callable[[int], None]) -> uvicorn.Server:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """Reports the real port once listening; stops on SIGINT/SIGTERM without re-raising them."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            if self.started:
+                listening = self.servers[0].sockets
+                on_started(int(listening[0].getsockname()[1]))
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Generator[None, None, None]:
+            # uvicorn re-raises the signal after shutting down, which would kill the process
+            # before the catalog is closed: handle SIGINT/SIGTERM here and return normally.
+            if threading.current_thread() is not threading.main_thread():
+                yield
+                return
+            handled = (signal.SIGINT, signal.SIGTERM)
+            original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+            try:
+                yield
+            finally:
+                for sig, handler in original.items():
+                    signal.signal(sig, handler)
+
+    return Server(config)
+
+
+@click.command("serve")
+@click.option("--host", help="Interface to listen on [env SLUICE_HOST; default 127.0.0.1].")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port (0 picks a free one) [env SLUICE_PORT; default 8000]."
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data folder: the SQLite database, the secret key, the admin token [env SLUICE_DATA_DIR; default ./.sluice].",
+)
+def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Start sluice: the control-plane API (under /api) on the embedded SQLite default.
+
+    On the first start an owner token is generated, printed once and saved to <data dir>/admin-token
+    (unless SLUICE_ADMIN_TOKEN is set). Stops on Ctrl+C or SIGTERM.
+    """
+    # Imported here so the other commands start fast.
+    import uvicorn
+
+    from sluice.api.app import create_app
+    from sluice.catalog.service import Catalog
+    from sluice.config import Config
+
+    env = dict(os.environ)
+    if port is not None:  # the command line wins over a bad SLUICE_PORT
+        env["SLUICE_PORT"] = str(port)
+    try:
+        config = Config.from_env(env)
+        if data_dir is not None:
+            config = config.with_data_dir(data_dir, env)
+    except ConfigError as exc:
+        fail(str(exc))
+    if host is not None:
+        config = replace(config, host=host)
+
+    sock = bind(config.host, config.port)
+    try:
+        catalog = Catalog.open(config)
+    except ConfigError as exc:
+        sock.close()
+        fail(str(exc))
+    except Exception as exc:  # the database could not be opened or migrated
+        sock.close()
+        fail(f"cannot open the catalog database: {type(exc).__name__}: {exc}")
+    try:
+        try:
+            token = catalog.admin.bootstrap_owner(config.data_dir, config.admin_token)
+        except ConfigError as exc:
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot save the admin token in {config.data_dir}: {exc.strerror or exc}")
+        if token is not None:
+            saved = (config.data_dir / "admin-token").resolve()
+            click.echo(f"Admin token (owner; shown only this once, saved to {saved}):")
+            click.echo(f"  {token}")
+
+        def started(real_port: int) -> None:
+            url = base_url(config.host, real_port)
+            click.echo(f"sluice API: {url}/api  (OpenAPI: {url}/api/openapi.json, docs: {url}/api/docs)")
+            click.echo(f"Log in the CLI with: sluice login {url} --token <token>")
+            click.echo("Press Ctrl+C to stop.")
+
+        bound_port = int(sock.getsockname()[1])
+        uv_config = uvicorn.Config(create_app(catalog), host=config.host, port=bound_port, log_level="info")
+        server = _make_server(uv_config, started)
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        catalog.close()
+    click.echo("sluice stopped.")

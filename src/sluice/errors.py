@@ -116,15 +116,18 @@ class ApiError(SluiceError):
     status = 400
     type = "bad_request"
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
+    def __init__(self, message: str, *, field: str | None = None, line: int | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
+        self.line = line  # for code: the line the problem is on
 
-    def to_dict(self) -> dict[str, str]:
-        out = {"type": self.type, "message": self.message}
+    def to_dict(self) -> dict[str, str | int]:
+        out: dict[str, str | int] = {"type": self.type, "message": self.message}
         if self.field is not None:
             out["field"] = self.field
+        if self.line is not None:
+            out["line"] = self.line
         return out
 
 

@@ -21,6 +21,9 @@ async def test_create_get_list_update_delete(api: Api) -> None:
     assert got == created
     listed = (await api.client.get("/functions")).json()["data"]["functions"]
     assert [f["id"] for f in listed] == [created["id"]]
+    by_name = await api.client.get("/functions", params={"displayName": "Enrich"})
+    assert [f["id"] for f in by_name.json()["data"]["functions"]] == [created["id"]]
+    assert (await api.client.get("/functions", params={"displayName": "Nope"})).json()["data"]["functions"] == []
     renamed = await api.client.patch(f"/functions/{created['id']}", json={"displayName": "Renamed"})
     assert renamed.status_code == 200
     assert renamed.json()["data"]["function"]["version"] == 1  # no code or settings change: no new version

@@ -29,8 +29,14 @@ def create_function(body: s.FunctionCreate, actor: ActorDep, catalog: CatalogDep
 
 
 @router.get("/functions", response_model=FunctionsEnvelope)
-def list_functions(actor: ActorDep, catalog: CatalogDep, resourceType: str | None = None) -> dict[str, Any]:
-    return _data("functions", catalog.functions.list_all(actor, resource_type=resourceType))
+def list_functions(
+    actor: ActorDep,
+    catalog: CatalogDep,
+    resourceType: str | None = None,
+    displayName: str | None = None,
+) -> dict[str, Any]:
+    found = catalog.functions.list_all(actor, resource_type=resourceType, display_name=displayName)
+    return _data("functions", found)
 
 
 @router.post("/functions/preview", response_model=PreviewEnvelope)

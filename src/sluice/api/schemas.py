@@ -26,6 +26,7 @@ class ErrorItem(BaseModel):
     type: str
     message: str
     field: str | None = None
+    line: int | None = Field(None, description="For code: the line of the problem")
 
 
 class ErrorEnvelope(BaseModel):

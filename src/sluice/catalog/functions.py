@@ -91,7 +91,7 @@ def validate_code(code: object, field: str = "code") -> str:
     try:
         check_source(code)
     except FunctionLoadError as exc:
-        raise InvalidInput(str(exc), field=field) from None
+        raise InvalidInput(str(exc), field=field, line=exc.line) from None
     return code
 
 
@@ -141,11 +141,15 @@ class FunctionsService:
             "instancesCount": len(deployed),
         }
 
-    def list_all(self, actor: Actor, *, resource_type: str | None = None) -> list[dict[str, Any]]:
+    def list_all(
+        self, actor: Actor, *, resource_type: str | None = None, display_name: str | None = None
+    ) -> list[dict[str, Any]]:
         self.core.require(access.can_list_functions(actor))
         query = select(tables.functions).order_by(tables.functions.c.created_at, tables.functions.c.id)
         if resource_type:
             query = query.where(tables.functions.c.resource_type == resource_type)
+        if display_name is not None:
+            query = query.where(tables.functions.c.display_name == display_name)
         with self.core.tx() as conn:
             rows = conn.execute(query).mappings().all()
             return [self.view(conn, r) for r in rows if access.visible_function(actor, r["id"])]
@@ -419,7 +423,7 @@ class FunctionsService:
         try:
             run = await self.preview_runner(code, settings=settings, schema=schema, **kwargs)
         except FunctionLoadError as exc:
-            raise InvalidInput(str(exc), field="code") from None
+            raise InvalidInput(str(exc), field="code", line=exc.line) from None
         finally:
             self._previews[key] -= 1
         return run.to_dict()

@@ -20,6 +20,13 @@ async def test_sources_have_write_keys_and_crud(api: Api) -> None:
     patched = await api.client.patch(f"/sources/{source['id']}", json={"enabled": False})
     assert patched.json()["data"]["source"]["enabled"] is False
     assert [s["id"] for s in (await api.client.get("/sources")).json()["data"]["sources"]] == [source["id"]]
+    rotated = (await api.client.post(f"/sources/{source['id']}/write-keys")).json()["data"]["source"]
+    assert len(rotated["writeKeys"]) == 2 and rotated["writeKeys"][0] == source["writeKeys"][0]
+    old = source["writeKeys"][0]
+    kept = await api.client.delete(f"/sources/{source['id']}/write-keys/{old}")
+    assert kept.status_code == 200 and kept.json()["data"]["source"]["writeKeys"] == [rotated["writeKeys"][1]]
+    last = await api.client.delete(f"/sources/{source['id']}/write-keys/{rotated['writeKeys'][1]}")
+    assert last.status_code == 409
     bad = await api.client.post("/sources", json={"name": ""})
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "name"
     assert (await api.client.delete(f"/sources/{source['id']}")).status_code == 204

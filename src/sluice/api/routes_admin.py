@@ -46,6 +46,16 @@ def update_source(source_id: str, body: s.SourceUpdate, actor: ActorDep, catalog
     return _data("source", catalog.sources.update(actor, source_id, _dump(body)))
 
 
+@router.post("/sources/{source_id}/write-keys", status_code=201, response_model=SourceEnvelope, tags=["sources"])
+def add_write_key(source_id: str, actor: ActorDep, catalog: CatalogDep) -> dict[str, Any]:
+    return _data("source", catalog.sources.add_write_key(actor, source_id))
+
+
+@router.delete("/sources/{source_id}/write-keys/{key}", response_model=SourceEnvelope, tags=["sources"])
+def remove_write_key(source_id: str, key: str, actor: ActorDep, catalog: CatalogDep) -> dict[str, Any]:
+    return _data("source", catalog.sources.remove_write_key(actor, source_id, key))
+
+
 @router.delete("/sources/{source_id}", status_code=204, tags=["sources"])
 def delete_source(source_id: str, actor: ActorDep, catalog: CatalogDep) -> Response:
     catalog.sources.delete(actor, source_id)

@@ -113,6 +113,42 @@ class SourcesService:
             )
             return after
 
+    def add_write_key(self, actor: Actor, source_id: str) -> dict[str, Any]:
+        """A source may have several write keys (e.g. while rotating one)."""
+        self.core.require(access.can_manage_connections(actor))
+        with self.core.tx() as conn:
+            before = self.view(conn, self._row(conn, source_id), actor)
+            conn.execute(
+                insert(tables.write_keys).values(key=new_write_key(), source_id=source_id, created_at=self.core.clock())
+            )
+            after = self.view(conn, self._row(conn, source_id), actor)
+            self.core.audit(
+                conn, actor, "source.add_write_key", "source", source_id, _masked_source(before), _masked_source(after)
+            )
+            return after
+
+    def remove_write_key(self, actor: Actor, source_id: str, key: str) -> dict[str, Any]:
+        self.core.require(access.can_manage_connections(actor))
+        wk = tables.write_keys
+        with self.core.tx() as conn:
+            before = self.view(conn, self._row(conn, source_id), actor)
+            if key not in before["writeKeys"]:
+                raise NotFound(f"source {source_id} has no such write key")
+            if len(before["writeKeys"]) == 1:
+                raise Conflict("a source keeps at least one write key; add another before removing this one")
+            conn.execute(delete(wk).where(wk.c.source_id == source_id, wk.c.key == key))
+            after = self.view(conn, self._row(conn, source_id), actor)
+            self.core.audit(
+                conn,
+                actor,
+                "source.remove_write_key",
+                "source",
+                source_id,
+                _masked_source(before),
+                _masked_source(after),
+            )
+            return after
+
     def delete(self, actor: Actor, source_id: str) -> None:
         self.core.require(access.can_manage_connections(actor))
         with self.core.tx() as conn:

@@ -37,6 +37,18 @@ def _enabled(data: Mapping[str, Any], default: bool | None) -> bool | None:
     return bool(data["enabled"])
 
 
+def _name_and_enabled(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The column values of a PATCH's ``name`` and ``enabled``, validated."""
+    values: dict[str, Any] = {}
+    name = _name(data, required=False)
+    if name is not None:
+        values["name"] = name
+    enabled = _enabled(data, None)
+    if enabled is not None:
+        values["enabled"] = enabled
+    return values
+
+
 def new_write_key() -> str:
     return secrets.token_urlsafe(24)
 
@@ -95,13 +107,7 @@ class SourcesService:
 
     def update(self, actor: Actor, source_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         self.core.require(access.can_manage_connections(actor))
-        values: dict[str, Any] = {}
-        name = _name(data, required=False)
-        if name is not None:
-            values["name"] = name
-        enabled = _enabled(data, None)
-        if enabled is not None:
-            values["enabled"] = enabled
+        values = _name_and_enabled(data)
         with self.core.tx() as conn:
             before = self.view(conn, self._row(conn, source_id), actor)
             if values:
@@ -246,13 +252,7 @@ class DestinationsService:
 
     def update(self, actor: Actor, destination_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         self.core.require(access.can_manage_connections(actor))
-        values: dict[str, Any] = {}
-        name = _name(data, required=False)
-        if name is not None:
-            values["name"] = name
-        enabled = _enabled(data, None)
-        if enabled is not None:
-            values["enabled"] = enabled
+        values = _name_and_enabled(data)
         with self.core.tx() as conn:
             row = self._row(conn, destination_id)
             before = self.view(conn, row)
@@ -413,13 +413,8 @@ class InstancesService:
             row = self._row(conn, instance_id)
             self.core.require(access.can_manage_instance(actor, row["function_id"]))
             before = self.view(conn, row)
-            values: dict[str, Any] = {}
-            name = _name(data, required=False)
-            if name is not None:
-                values["name"] = name
-            enabled = _enabled(data, None)
-            if enabled is not None:
-                values["enabled"] = enabled
+            values = _name_and_enabled(data)
+            enabled = values.get("enabled")
             if "settings" in data:
                 schema = self._schema_of_version(conn, row["version_id"])
                 incoming = data["settings"]

@@ -120,3 +120,13 @@ async def test_secrets_never_leave_in_clear(api: Api, caplog: pytest.LogCaptureF
 def _row(api: Api, table: object, row_id: str) -> dict[str, object]:
     with api.catalog.engine.connect() as conn:
         return dict(conn.execute(select(table).where(table.c.id == row_id)).mappings().one())  # type: ignore[attr-defined]
+
+
+async def test_values_the_database_cannot_store_are_422_not_500(api: Api) -> None:
+    nul = await api.client.post("/sources", json={"name": "bad\u0000name"})
+    assert nul.status_code == 422, nul.text
+    assert "NUL" in nul.json()["errors"][0]["message"]
+    nested = await api.client.post("/destinations", json={"name": "d", "config": {"k": ["a\u0000"]}})
+    assert nested.status_code == 422
+    search = await api.client.get("/functions", params={"displayName": "x\u0000"})
+    assert search.status_code in (200, 422)

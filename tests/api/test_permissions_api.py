@@ -180,3 +180,8 @@ async def test_every_change_is_in_the_audit_trail_with_who_and_what(api: Api) ->
     assert enable["after"]["settings"]["apiKey"].startswith("••••")
     only_fn = (await api.client.get("/audit-events", params={"resourceId": fn["id"], "limit": 2})).json()
     assert len(only_fn["data"]["auditEvents"]) == 2
+    older = only_fn["data"]["auditEvents"][-1]["id"]
+    page = (await api.client.get("/audit-events", params={"resourceId": fn["id"], "beforeId": older})).json()
+    assert all(e["id"] < older for e in page["data"]["auditEvents"]) and page["data"]["auditEvents"]
+    huge = await api.client.get("/audit-events", params={"beforeId": 2**63})  # found by schemathesis: was a 500
+    assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "beforeId"

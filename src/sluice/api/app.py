@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sluice import __version__
@@ -68,6 +69,15 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _errors(exc.status_code, [{"type": kind, "message": str(exc.detail)}], dict(exc.headers or {}))
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    """A value the database cannot store (a NUL character, an integer beyond 64 bits): bad input."""
+    log.info(
+        "refused a value the database cannot store on %s %s: %s", request.method, request.url.path, type(exc).__name__
+    )
+    message = "a value cannot be stored (text with NUL characters, or a number out of range)"
+    return _errors(422, [{"type": "validation_error", "message": message, "field": "body"}])
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _errors(500, [{"type": "internal_error", "message": "internal error; see the server log"}])
@@ -88,6 +98,8 @@ def create_api(catalog: Catalog) -> FastAPI:
     api.add_exception_handler(ApiError, _api_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
+    api.add_exception_handler(DataError, _data_error)
+    api.add_exception_handler(OverflowError, _data_error)
     api.add_exception_handler(Exception, _unexpected)
     return api
 

@@ -161,7 +161,7 @@ def list_audit_events(
     catalog: CatalogDep,
     resourceId: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    beforeId: int | None = None,
+    beforeId: Annotated[int | None, Query(ge=0, le=2**63 - 1)] = None,
 ) -> dict[str, Any]:
     events = catalog.admin.audit_events(actor, resource_id=resourceId, limit=limit, before_id=beforeId)
     return _data("auditEvents", events)

@@ -20,6 +20,8 @@ async def test_sources_have_write_keys_and_crud(api: Api) -> None:
     patched = await api.client.patch(f"/sources/{source['id']}", json={"enabled": False})
     assert patched.json()["data"]["source"]["enabled"] is False
     assert [s["id"] for s in (await api.client.get("/sources")).json()["data"]["sources"]] == [source["id"]]
+    assert api.catalog.sources.resolve_write_key(source["writeKeys"][0]) == (source["id"], False)
+    assert api.catalog.sources.resolve_write_key("nope") is None
     rotated = (await api.client.post(f"/sources/{source['id']}/write-keys")).json()["data"]["source"]
     assert len(rotated["writeKeys"]) == 2 and rotated["writeKeys"][0] == source["writeKeys"][0]
     old = source["writeKeys"][0]

@@ -119,6 +119,15 @@ class SourcesService:
             )
             return after
 
+    def resolve_write_key(self, key: str) -> tuple[str, bool] | None:
+        """For ingest: the (source id, enabled) a write key belongs to, or None. No actor: the key is the credential."""
+        wk, src = tables.write_keys, tables.sources
+        with self.core.tx() as conn:
+            row = conn.execute(
+                select(src.c.id, src.c.enabled).join(wk, wk.c.source_id == src.c.id).where(wk.c.key == key)
+            ).first()
+        return (str(row.id), bool(row.enabled)) if row is not None else None
+
     def add_write_key(self, actor: Actor, source_id: str) -> dict[str, Any]:
         """A source may have several write keys (e.g. while rotating one)."""
         self.core.require(access.can_manage_connections(actor))

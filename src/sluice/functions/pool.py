@@ -205,7 +205,7 @@ class _Worker:
                     if future is not None and not future.done():
                         future.set_result(message)
         except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            pass  # end of the pipe: the worker exited or was killed; handled below
         except ValueError:  # a malformed frame: this worker can no longer be trusted
             self.kill()
         await self.proc.wait()

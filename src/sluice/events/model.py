@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any, Final, Literal, TypeAlias, cast
 
 __all__ = [
@@ -112,12 +113,13 @@ def parse_timestamp(value: object) -> datetime | None:
     return parsed
 
 
+@lru_cache(maxsize=256)  # ingest formats one receivedAt per request for every event of it
 def format_timestamp(moment: datetime) -> str:
     """``moment`` in UTC as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (naive values are taken as UTC)."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    utc = moment.astimezone(UTC).replace(tzinfo=None)
+    return utc.isoformat(timespec="milliseconds") + "Z"
 
 
 # --- building (all return a new dict) --------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Validation of destination configs, and which of their fields are secret.
+
+``validate_config`` returns the config with defaults filled in, or raises
+:class:`sluice.errors.InvalidInput` naming the field (``config.<name>``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from sluice.errors import InvalidInput
+
+__all__ = ["ADAPTER_TYPES", "SENSITIVE_FIELDS", "mask_config", "secrets_of", "validate_config"]
+
+#: Destination types served by an adapter here. ``function`` destinations (resourceType
+#: DESTINATION) are run by the functions runtime, not by ``sluice.delivery``.
+ADAPTER_TYPES = frozenset({"webhook", "segment"})
+
+#: Per type, the config fields whose value is secret. For a mapping field (``headers``) every
+#: value of the mapping is secret, its keys are not.
+SENSITIVE_FIELDS: dict[str, set[str]] = {"webhook": {"headers"}, "segment": {"writeKey"}}
+
+MASK = "••••••"
+WEBHOOK_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BATCH_RANGE = (1, 500)
+_TIMEOUT_RANGE = (100, 120_000)
+
+
+def _fail(name: str, message: str) -> InvalidInput:
+    return InvalidInput(message, field=f"config.{name}")
+
+
+def _url(config: Mapping[str, Any], name: str = "url") -> str:
+    value = config.get(name)
+    if value is None or value == "":
+        raise _fail(name, f"{name} is required")
+    if not isinstance(value, str):
+        raise _fail(name, f"{name} must be a string")
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises on a bad port
+    except ValueError as exc:
+        raise _fail(name, f"{name} is not a valid URL: {exc}") from None
+    if parts.scheme not in ("http", "https"):
+        raise _fail(name, f"{name} must be an http:// or https:// URL")
+    if not parts.hostname:
+        raise _fail(name, f"{name} has no host")
+    return value
+
+
+def _int(config: Mapping[str, Any], name: str, default: int, bounds: tuple[int, int]) -> int:
+    value = config.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(name, f"{name} must be an integer")
+    low, high = bounds
+    if not low <= value <= high:
+        raise _fail(name, f"{name} must be between {low} and {high}")
+    return value
+
+
+def _headers(config: Mapping[str, Any]) -> dict[str, str]:
+    value = config.get("headers", {})
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise _fail("headers", "headers must be an object of header name to string value")
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not key or not isinstance(item, str):
+            raise _fail("headers", "headers must be an object of header name to string value")
+        if any(c in key for c in " :\r\n\t") or any(c in item for c in "\r\n"):
+            raise _fail("headers", f"header {key!r} has characters not allowed in an HTTP header")
+        out[key] = item
+    return out
+
+
+def _reject_unknown(config: Mapping[str, Any], known: set[str]) -> None:
+    for key in config:
+        if key not in known:
+            raise _fail(str(key), f"unknown setting {key!r} (known: {', '.join(sorted(known))})")
+
+
+def validate_config(type: str, config: Any) -> dict[str, Any]:
+    """The destination's config with defaults filled in; raises ``InvalidInput`` when bad."""
+    if type not in ADAPTER_TYPES:
+        raise InvalidInput(
+            f"destination type {type!r} has no delivery adapter (known: {', '.join(sorted(ADAPTER_TYPES))})",
+            field="type",
+        )
+    if not isinstance(config, Mapping):
+        raise InvalidInput("config must be an object", field="config")
+    if type == "webhook":
+        _reject_unknown(config, {"url", "method", "headers", "batchSize", "timeoutMs"})
+        method = config.get("method", "POST")
+        if not isinstance(method, str) or method.upper() not in WEBHOOK_METHODS:
+            raise _fail("method", f"method must be one of {', '.join(sorted(WEBHOOK_METHODS))}")
+        return {
+            "url": _url(config),
+            "method": method.upper(),
+            "headers": _headers(config),
+            "batchSize": _int(config, "batchSize", 1, _BATCH_RANGE),
+            "timeoutMs": _int(config, "timeoutMs", 10_000, _TIMEOUT_RANGE),
+        }
+    # segment
+    _reject_unknown(config, {"url", "writeKey", "batchSize", "timeoutMs"})
+    write_key = config.get("writeKey")
+    if not isinstance(write_key, str) or not write_key:
+        raise _fail("writeKey", "writeKey is required (a non-empty string)")
+    return {
+        "url": _url(config).rstrip("/"),
+        "writeKey": write_key,
+        "batchSize": _int(config, "batchSize", 100, _BATCH_RANGE),
+        "timeoutMs": _int(config, "timeoutMs", 10_000, _TIMEOUT_RANGE),
+    }
+
+
+def secrets_of(type: str, config: Mapping[str, Any]) -> list[str]:
+    """The secret strings in a config, to redact from traces."""
+    out: list[str] = []
+    for name in SENSITIVE_FIELDS.get(type, set()):
+        value = config.get(name)
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, Mapping):
+            out.extend(v for v in value.values() if isinstance(v, str))
+    return out
+
+
+def mask_config(type: str, config: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` safe to show: sensitive values replaced by a mask."""
+    sensitive = SENSITIVE_FIELDS.get(type, set())
+    out = dict(config)
+    for name in sensitive & out.keys():
+        value = out[name]
+        if isinstance(value, Mapping):
+            out[name] = {k: MASK for k in value}
+        elif value not in (None, ""):
+            out[name] = MASK
+    return out

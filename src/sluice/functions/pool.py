@@ -478,9 +478,11 @@ class WorkerPool:
 
     async def _run_frame(self, mode: str, events: list[Any], *, encoded: bool = False) -> dict[str, Any]:
         frame_id = next(self._ids)
-        if encoded:
+        if encoded:  # splice the events' bytes in as they are: one copy, no re-encoding
             head = b'{"op":"run","id":%d,"mode":"%s","events":[' % (frame_id, mode.encode())
-            frame = protocol.encode_body_frame(head + b",".join(events) + b"]}")
+            joined = b",".join(events)
+            size = len(head) + len(joined) + 2
+            frame = b"".join((protocol.HEADER.pack(size), head, joined, b"]}"))
         else:
             frame = protocol.encode_frame({"op": "run", "id": frame_id, "mode": mode, "events": events})
         while True:

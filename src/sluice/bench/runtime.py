@@ -94,20 +94,27 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def round_trips(blobs: list[bytes], frames: int = 400) -> dict[str, float]:
+async def round_trips(blobs: list[bytes], frames: int = 400, rounds: int = 3) -> dict[str, Any]:
+    """Sequential 100-event frames on one worker; p50/p99 per round, the median round reported."""
     frame = blobs[:100]
+    p50s: list[float] = []
+    p99s: list[float] = []
     async with WorkerPool(FunctionSource(TRIVIAL), size=1, max_in_flight=1) as pool:
         for _ in range(20):  # warm up
             await pool.run_encoded_events(frame)
-        pool.stats.round_trips_ms.clear()
-        for _ in range(frames):
-            await pool.run_encoded_events(frame)
-        samples = sorted(pool.stats.round_trips_ms)
-        await asyncio.sleep(0.2)
+        for _ in range(rounds):
+            pool.stats.round_trips_ms.clear()
+            for _ in range(frames):
+                await pool.run_encoded_events(frame)
+            samples = sorted(pool.stats.round_trips_ms)
+            p50s.append(round(statistics.median(samples), 3))
+            p99s.append(round(samples[int(len(samples) * 0.99) - 1], 3))
+        await asyncio.sleep(0.2)  # let the worker settle before reading its idle RSS
         idle = max(rss_mb(pid) for pid in pool.worker_pids)
     return {
-        "frameRoundTripP50Ms": round(statistics.median(samples), 3),
-        "frameRoundTripP99Ms": round(samples[int(len(samples) * 0.99) - 1], 3),
+        "frameRoundTripP50Ms": statistics.median(p50s),
+        "frameRoundTripP99Ms": statistics.median(p99s),
+        "frameRoundTripP99MsRounds": p99s,
         "idleWorkerRssMb": round(idle, 1),
     }
 
@@ -155,7 +162,7 @@ def format_report(r: dict[str, Any]) -> str:
             f"  isolated / ceiling     {r['isolatedVsCeiling']:>10.1%}   (target ≥ 50%: {ok[met['isolatedVsCeiling']]})",
             f"  100-event frame p50    {r['frameRoundTripP50Ms']:>10.3f} ms",
             f"  100-event frame p99    {r['frameRoundTripP99Ms']:>10.3f} ms   "
-            f"(target ≤ 5 ms: {ok[met['frameRoundTripP99Ms']]})",
+            f"(target ≤ 5 ms: {ok[met['frameRoundTripP99Ms']]}; median of rounds {r['frameRoundTripP99MsRounds']})",
             f"  idle worker RSS        {r['idleWorkerRssMb']:>10.1f} MB   (target ≤ 40 MB: {ok[met['idleWorkerRssMb']]})",
         ]
     )

@@ -257,3 +257,11 @@ async def test_pool_reports_what_the_sandbox_applied() -> None:
     async with WorkerPool(FunctionSource("def on_track(e, s):\n    return e\n"), limits=Limits(memory_mb=300)) as p:
         assert p.sandbox["memory_mb"] == 300
         assert isinstance(p.sandbox["landlock_abi"], int)
+
+
+async def test_a_worker_that_cannot_start_is_a_clear_error() -> None:
+    from sluice.errors import WorkerStartError
+
+    pool = WorkerPool(FunctionSource("def on_track(e, s):\n    return e\n"), command=["/nonexistent/python"])
+    with pytest.raises(WorkerStartError, match="cannot start a function worker"):
+        await pool.start()

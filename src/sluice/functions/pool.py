@@ -353,16 +353,20 @@ class WorkerPool:
         self._spawning += 1
         try:
             workdir = tempfile.mkdtemp(prefix="sluice-fn-")
-            proc = await asyncio.create_subprocess_exec(
-                *self.command,
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=WORKER_ENV,
-                cwd="/",
-                start_new_session=True,
-                limit=protocol.MAX_FRAME_BYTES,  # a small reader limit pauses the pipe on every large frame
-            )
+            try:
+                proc = await asyncio.create_subprocess_exec(
+                    *self.command,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=asyncio.subprocess.PIPE,
+                    env=WORKER_ENV,
+                    cwd="/",
+                    start_new_session=True,
+                    limit=protocol.MAX_FRAME_BYTES,  # a small reader limit pauses the pipe on every large frame
+                )
+            except OSError as exc:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise WorkerStartError(f"cannot start a function worker ({self.command[0]}): {exc}") from exc
             _grow_pipes(proc)
             worker = _Worker(proc, self.clock, self.limits.timeout_s + self.limits.grace_s, self._count_timeout)
             worker.workdir = workdir

@@ -37,18 +37,42 @@ async def test_sources_have_write_keys_and_crud(api: Api) -> None:
 
 async def test_destinations_connect_sources_and_mask_secret_config(api: Api) -> None:
     source = (await api.client.post("/sources", json={"name": "Web"})).json()["data"]["source"]
-    dest = await api.destination(config={"url": "http://127.0.0.1:9/x", "apiToken": SECRET}, sourceIds=[source["id"]])
+    config = {"url": "http://127.0.0.1:9/x", "headers": {"Authorization": f"Bearer {SECRET}"}}
+    dest = await api.destination(config=config, sourceIds=[source["id"]])
     assert dest["sourceIds"] == [source["id"]]
-    assert dest["config"] == {"url": "http://127.0.0.1:9/x", "apiToken": "••••cdef"}
+    assert dest["config"]["url"] == "http://127.0.0.1:9/x" and dest["config"]["method"] == "POST"
+    assert dest["config"]["headers"] == {"Authorization": "••••cdef"}  # webhook header values are secrets
     # sending the masked value back keeps the secret; the URL changes
     patched = await api.client.patch(
-        f"/destinations/{dest['id']}", json={"config": {"url": "http://127.0.0.1:9/y", "apiToken": "••••cdef"}}
+        f"/destinations/{dest['id']}",
+        json={"config": {"url": "http://127.0.0.1:9/y", "headers": {"Authorization": "••••cdef"}}},
     )
-    assert patched.status_code == 200
-    stored = api.catalog.core.open_config(_row(api, tables.destinations, dest["id"])["config"])
-    assert stored == {"url": "http://127.0.0.1:9/y", "apiToken": SECRET}
-    unknown = await api.client.post("/destinations", json={"name": "D", "sourceIds": ["src_nope"]})
+    assert patched.status_code == 200, patched.text
+    stored = api.catalog.core.open_config("webhook", _row(api, tables.destinations, dest["id"])["config"])
+    assert stored["url"] == "http://127.0.0.1:9/y" and stored["headers"] == {"Authorization": f"Bearer {SECRET}"}
+    forwarder = await api.destination(type="segment", config={"url": "http://127.0.0.1:9", "writeKey": SECRET})
+    assert forwarder["config"]["writeKey"] == "••••cdef"
+    unknown = await api.client.post(
+        "/destinations", json={"name": "D", "config": {"url": "http://127.0.0.1:9/d"}, "sourceIds": ["src_nope"]}
+    )
     assert unknown.status_code == 422 and unknown.json()["errors"][0]["field"] == "sourceIds[0]"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"config": {}}, "config.url"),
+        ({"config": {"url": "ftp://x"}}, "config.url"),
+        ({"config": {"url": "http://127.0.0.1:9", "batchSize": 0}}, "config.batchSize"),
+        ({"config": {"url": "http://127.0.0.1:9", "urll": "typo"}}, "config.urll"),
+        ({"type": "carrier-pigeon", "config": {"url": "http://127.0.0.1:9"}}, "type"),
+        ({"type": "segment", "config": {"url": "http://127.0.0.1:9"}}, "config.writeKey"),
+    ],
+)
+async def test_destination_configs_are_validated_by_type(api: Api, body: dict[str, object], field: str) -> None:
+    response = await api.client.post("/destinations", json={"name": "D", **body})
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == field
 
 
 async def test_instances_one_per_destination_settings_validated_and_masked(api: Api) -> None:
@@ -89,7 +113,7 @@ async def test_instances_one_per_destination_settings_validated_and_masked(api: 
 async def test_secrets_never_leave_in_clear(api: Api, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     fn = await api.function()
-    dest = await api.destination(config={"url": "http://127.0.0.1:9/x", "password": SECRET})
+    dest = await api.destination(config={"url": "http://127.0.0.1:9/x", "headers": {"X-Api-Key": SECRET}})
     inst = await api.instance(fn["id"], dest["id"])
     await api.client.patch(f"/insert-function-instances/{inst['id']}", json={"settings": {"apiKey": SECRET + "2"}})
     bodies = [

@@ -69,7 +69,11 @@ MATRIX: list[tuple[str, Call, set[str]]] = [
     ),
     ("create source", lambda c, w: c.post("/sources", json={"name": "S"}), {OWNER, SRC, ADMIN_SRC}),
     ("list sources", lambda c, w: c.get("/sources"), set(ROLES)),
-    ("create destination", lambda c, w: c.post("/destinations", json={"name": "D"}), {OWNER, SRC, ADMIN_SRC}),
+    (
+        "create destination",
+        lambda c, w: c.post("/destinations", json={"name": "D", "config": {"url": "http://127.0.0.1:9/d"}}),
+        {OWNER, SRC, ADMIN_SRC},
+    ),
     (
         "enable instance",
         lambda c, w: c.patch(f"/insert-function-instances/{w['inst']}", json={"enabled": True}),

@@ -224,7 +224,10 @@ def test_push_deploy_versions_restore(server: Running, tmp_path: Path, cfg: Path
         )
         instance_ids = []
         for name in ("alpha", "beta"):
-            destination = api.post("/destinations", json={"name": f"webhook {name}", "type": "webhook"})
+            destination = api.post(
+                "/destinations",
+                json={"name": f"webhook {name}", "type": "webhook", "config": {"url": f"http://127.0.0.1:9/{name}"}},
+            )
             assert destination.status_code == 201, destination.text
             instance = api.post(
                 "/insert-function-instances",

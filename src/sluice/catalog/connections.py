@@ -12,6 +12,7 @@ from sqlalchemy.engine import RowMapping
 from sluice.catalog import access, tables
 from sluice.catalog.access import Actor
 from sluice.catalog.core import Core, is_masked, iso, mask_value
+from sluice.delivery.config import validate_config
 from sluice.errors import Conflict, InvalidInput, NotFound
 from sluice.functions.settings import SettingSpec, parse_schema, validate_values
 
@@ -199,7 +200,7 @@ class DestinationsService:
             "id": row["id"],
             "name": row["name"],
             "type": row["type"],
-            "config": self.core.masked_config(row["config"]),
+            "config": self.core.masked_config(row["type"], row["config"]),
             "sourceIds": sorted(source_ids),
             "enabled": row["enabled"],
             "createdAt": iso(row["created_at"]),
@@ -237,9 +238,7 @@ class DestinationsService:
         type_ = data.get("type", "webhook")
         if not isinstance(type_, str) or not type_.strip() or len(type_) > 100:
             raise InvalidInput("type must be a non-empty string", field="type")
-        config = data.get("config", {})
-        if not isinstance(config, dict):
-            raise InvalidInput("config must be an object", field="config")
+        config = validate_config(type_, data.get("config", {}))
         enabled = _enabled(data, True)
         now = self.core.clock()
         destination_id = self.core.ids("dst")
@@ -247,7 +246,7 @@ class DestinationsService:
             source_ids = self._source_ids(conn, data) or []
             conn.execute(
                 insert(tables.destinations).values(
-                    id=destination_id, name=name, type=type_, config=self.core.seal_config(config),
+                    id=destination_id, name=name, type=type_, config=self.core.seal_config(type_, config),
                     enabled=enabled, created_at=now, updated_at=now,
                 )
             )  # fmt: skip
@@ -268,7 +267,9 @@ class DestinationsService:
             if "config" in data:
                 if not isinstance(data["config"], dict):
                     raise InvalidInput("config must be an object", field="config")
-                values["config"] = self.core.seal_config(data["config"], previous=row["config"])
+                previous = self.core.open_config(row["type"], row["config"])
+                clear = validate_config(row["type"], self.core.unmask_config(row["type"], data["config"], previous))
+                values["config"] = self.core.seal_config(row["type"], clear)
             source_ids = self._source_ids(conn, data)
             if source_ids is not None:
                 ds = tables.destination_sources

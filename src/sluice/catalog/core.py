@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import secrets
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ from sqlalchemy import Connection, Engine, insert
 
 from sluice.catalog import tables
 from sluice.catalog.access import Actor, Decision
+from sluice.delivery.config import SENSITIVE_FIELDS
 from sluice.errors import Forbidden
 from sluice.functions.settings import SettingSpec, mask
 
@@ -35,8 +35,6 @@ def new_id(prefix: str) -> str:
 
 
 MASK_PREFIX = "••••"
-#: Destination config keys treated as secrets until destination types declare their own.
-SENSITIVE_CONFIG_KEY = re.compile(r"(secret|password|passwd|token|api[_-]?key|auth|credential|private)", re.I)
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -136,28 +134,48 @@ class Core:
         sensitive = {s.name for s in schema if s.sensitive}
         return {name: mask_value(clear.get(name)) if name in sensitive else value for name, value in stored.items()}
 
-    def seal_config(self, config: Mapping[str, Any], previous: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for key, value in config.items():
-            if SENSITIVE_CONFIG_KEY.search(key) and value is not None:
-                if is_masked(value) and previous is not None and key in previous:
-                    out[key] = previous[key]
-                else:
-                    out[key] = self.box.encrypt(json.dumps(value))
-            else:
-                out[key] = value
+    # Destination configs: which fields are secret depends on the destination type
+    # (sluice.delivery.SENSITIVE_FIELDS); a mapping field (webhook headers) has each value secret.
+
+    def seal_config(self, type_: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        """Encrypt the type's sensitive fields of a validated, clear config."""
+        out = dict(config)
+        for name in SENSITIVE_FIELDS.get(type_, set()) & config.keys():
+            value = config[name]
+            if isinstance(value, Mapping):
+                out[name] = {k: self.box.encrypt(json.dumps(v)) for k, v in value.items()}
+            elif value is not None:
+                out[name] = self.box.encrypt(json.dumps(value))
         return out
 
-    def open_config(self, stored: Mapping[str, Any]) -> dict[str, Any]:
-        return {
-            key: json.loads(self.box.decrypt(value))
-            if SENSITIVE_CONFIG_KEY.search(key) and isinstance(value, str)
-            else value
-            for key, value in stored.items()
-        }
+    def open_config(self, type_: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+        out = dict(stored)
+        for name in SENSITIVE_FIELDS.get(type_, set()) & stored.keys():
+            value = stored[name]
+            if isinstance(value, Mapping):
+                out[name] = {k: json.loads(self.box.decrypt(v)) for k, v in value.items()}
+            elif isinstance(value, str):
+                out[name] = json.loads(self.box.decrypt(value))
+        return out
 
-    def masked_config(self, stored: Mapping[str, Any]) -> dict[str, Any]:
-        clear = self.open_config(stored)
-        return {
-            key: mask_value(clear[key]) if SENSITIVE_CONFIG_KEY.search(key) else value for key, value in stored.items()
-        }
+    def masked_config(self, type_: str, stored: Mapping[str, Any]) -> dict[str, Any]:
+        clear = self.open_config(type_, stored)
+        out = dict(clear)
+        for name in SENSITIVE_FIELDS.get(type_, set()) & clear.keys():
+            value = clear[name]
+            out[name] = (
+                {k: mask_value(v) for k, v in value.items()} if isinstance(value, Mapping) else mask_value(value)
+            )
+        return out
+
+    @staticmethod
+    def unmask_config(type_: str, incoming: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
+        """A config sent back with masked secrets: the masked values take the previous clear ones."""
+        out = dict(incoming)
+        for name in SENSITIVE_FIELDS.get(type_, set()) & incoming.keys():
+            value, before = incoming[name], previous.get(name)
+            if isinstance(value, Mapping) and isinstance(before, Mapping):
+                out[name] = {k: before[k] if is_masked(v) and k in before else v for k, v in value.items()}
+            elif is_masked(value) and before is not None:
+                out[name] = before
+        return out

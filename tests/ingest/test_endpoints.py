@@ -298,3 +298,34 @@ async def test_write_key_lookup_failure_is_503() -> None:
         r = await client.post("/v1/track", json=VALID["track"], auth=(KEY, ""))
     assert r.status_code == 503 and r.headers["retry-after"] == "1"
     assert "RuntimeError" in r.json()["error"]
+
+
+class BrokenDedupe(MemoryDeduplicator):
+    def __init__(self, *, fail_check: bool) -> None:
+        super().__init__()
+        self.fail_check = fail_check
+
+    async def duplicates(self, source_id: str, message_ids: Any, now: float) -> set[str]:
+        if self.fail_check:
+            raise OSError("dedupe store unavailable")
+        return await super().duplicates(source_id, message_ids, now)
+
+    async def remember(self, source_id: str, message_ids: Any, now: float) -> None:
+        raise OSError("dedupe store unavailable")
+
+
+async def test_a_failing_duplicate_check_is_503_and_stores_nothing(make_harness: MakeHarness) -> None:
+    h = make_harness(dedupe=BrokenDedupe(fail_check=True))
+    await h.log.subscribe(f"probe-{SOURCE}", [SOURCE])
+    r = await h.post("/v1/track", {**VALID["track"], "messageId": "m1"})
+    assert r.status_code == 503 and r.headers["retry-after"] == "1"
+    assert "duplicate check failed" in r.json()["error"]
+    assert await h.stored() == []
+
+
+async def test_a_failing_remember_still_accepts_the_stored_events(make_harness: MakeHarness) -> None:
+    h = make_harness(dedupe=BrokenDedupe(fail_check=False))
+    await h.log.subscribe(f"probe-{SOURCE}", [SOURCE])
+    r = await h.post("/v1/track", {**VALID["track"], "messageId": "m1"})
+    assert r.status_code == 200
+    assert [e["messageId"] for e in await h.stored()] == ["m1"]

@@ -254,7 +254,15 @@ class _Ingest:
         duplicates = 0
         sent_ids = [mid for mid in client_ids if mid]
         if sent_ids:
-            known = await self.dedupe.duplicates(source_id, sent_ids, now)
+            try:
+                known = await self.dedupe.duplicates(source_id, sent_ids, now)
+            except Exception as exc:  # nothing stored yet: the client retries the whole request
+                log_.exception("ingest: duplicate check for source %s failed", source_id)
+                raise IngestError(
+                    503,
+                    f"the duplicate check failed ({type(exc).__name__}); nothing was accepted, retry later",
+                    retry_after_s=self.retry_after_s,
+                ) from exc
             kept: list[bytes] = []
             seen: set[str] = set()
             for data, mid in zip(encoded, client_ids, strict=True):
@@ -278,7 +286,10 @@ class _Ingest:
                     retry_after_s=self.retry_after_s,
                 ) from exc
             if sent_ids:
-                await self.dedupe.remember(source_id, sent_ids, now)
+                try:
+                    await self.dedupe.remember(source_id, sent_ids, now)
+                except Exception:  # the events are stored: accept them; a client retry may duplicate (at-least-once)
+                    log_.exception("ingest: remembering %d messageIds for source %s failed", len(sent_ids), source_id)
         self.stats.add_accepted(source_id, len(encoded))
         self.stats.add_failed(source_id, failed)
         self.stats.add_duplicates(source_id, duplicates)

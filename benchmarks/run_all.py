@@ -11,6 +11,7 @@ import os
 
 import orjson
 
+from sluice.bench import queue as queue_bench
 from sluice.bench.runtime import format_report, run_benchmark
 
 
@@ -19,6 +20,9 @@ def main() -> None:
     report = asyncio.run(run_benchmark(count=int(os.environ.get("SLUICE_BENCH_EVENTS", "200000"))))
     print(format_report(report))
     reports.append({"benchmark": "runtime", **report})
+    queue_report = asyncio.run(queue_bench.run_benchmark())
+    print(queue_bench.format_report(queue_report))
+    reports.append({"benchmark": "queue", **queue_report})
     target = os.environ.get("SLUICE_BENCH_JSON")
     if target:
         with open(target, "ab") as out:

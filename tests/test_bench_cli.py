@@ -27,3 +27,17 @@ def test_bench_runtime_json_reports_figures_beside_ceiling() -> None:
     assert report["events"] == 2000
     ratio = report["isolatedEventsPerSec"] / report["inProcessEventsPerSec"]
     assert abs(report["isolatedVsCeiling"] - ratio) < 0.002
+
+
+def test_bench_queue_json_reports_the_log_beside_a_bare_sqlite_ceiling() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", "queue", "--events", "2000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("sqliteAppendEventsPerSec", "sqliteLeaseAckEventsPerSec", "bareSqliteInsertCeilingEventsPerSec"):
+        assert report[key] > 0, key
+    assert report["events"] == 2000

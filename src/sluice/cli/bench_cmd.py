@@ -13,6 +13,17 @@ def bench_group() -> None:
     """Measure sluice on this machine."""
 
 
+@bench_group.command("queue")
+@click.option("--events", "count", type=click.IntRange(min=1000), default=100_000, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_queue(count: int, as_json: bool) -> None:
+    """The SQLite event log's appends and lease+ack, beside a bare SQLite insert ceiling."""
+    from sluice.bench.queue import format_report, run_benchmark
+
+    report = asyncio.run(run_benchmark(count=count))
+    click.echo(orjson.dumps(report).decode() if as_json else format_report(report))
+
+
 @bench_group.command("runtime")
 @click.option("--events", "count", type=click.IntRange(min=1000), default=200_000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from sluice.ingest.dedupe import DEFAULT_DEDUPE_WINDOW_S
+from sluice.sqlite_util import in_transaction
 
 __all__ = ["DEDUPE_QUERY_CHUNK", "DEFAULT_PRUNE_CHUNK", "DEFAULT_PRUNE_EVERY", "SqliteDeduplicator"]
 
@@ -113,15 +114,7 @@ class SqliteDeduplicator:
         return conn
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        return in_transaction(self._conn, fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, tx: bool = True) -> T:
         if self._closed:

@@ -57,6 +57,7 @@ from sluice.queue.base import (
     QueueStats,
     parse_entry_id,
 )
+from sluice.sqlite_util import in_transaction
 
 T = TypeVar("T")
 PRUNE_CHUNK = 20_000  # offsets per delete transaction
@@ -114,15 +115,7 @@ class SqliteEventLog:
         return conn
 
     def _tx(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            result = fn(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        return result
+        return in_transaction(self._conn, fn)
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T], *, tx: bool = True) -> T:
         if self._closed:

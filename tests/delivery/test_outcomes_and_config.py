@@ -92,13 +92,25 @@ def test_webhook_defaults() -> None:
         "headers": {},
         "batchSize": 1,
         "timeoutMs": 10_000,
+        "retryMaxAgeS": 4 * 3600,
     }
     assert validate_config("webhook", {"url": "http://h/x", "method": "put"})["method"] == "PUT"
 
 
 def test_segment_defaults() -> None:
     cfg = validate_config("segment", {"url": "http://127.0.0.1:1/", "writeKey": "wk"})
-    assert cfg == {"url": "http://127.0.0.1:1", "writeKey": "wk", "batchSize": 100, "timeoutMs": 10_000}
+    assert cfg == {
+        "url": "http://127.0.0.1:1",
+        "writeKey": "wk",
+        "batchSize": 100,
+        "timeoutMs": 10_000,
+        "retryMaxAgeS": 4 * 3600,
+    }
+
+
+def test_function_destination_config_holds_only_the_retry_age() -> None:
+    assert validate_config("function", {}) == {"retryMaxAgeS": 4 * 3600}
+    assert validate_config("function", {"retryMaxAgeS": 5}) == {"retryMaxAgeS": 5}
 
 
 @pytest.mark.parametrize(
@@ -126,7 +138,9 @@ def test_segment_defaults() -> None:
         ("segment", {"writeKey": "wk"}, "config.url"),
         ("segment", {"url": "http://h", "writeKey": ""}, "config.writeKey"),
         ("webhook", "http://h/x", "config"),
-        ("function", {}, "type"),
+        ("function", {"url": "http://h/x"}, "config.url"),
+        ("webhook", {"url": "http://h/x", "retryMaxAgeS": 0}, "config.retryMaxAgeS"),
+        ("segment", {"url": "http://h", "writeKey": "k", "retryMaxAgeS": "1h"}, "config.retryMaxAgeS"),
         ("nope", {"url": "http://h/x"}, "type"),
     ],
 )

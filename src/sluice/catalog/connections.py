@@ -294,6 +294,17 @@ class DestinationsService:
             self.core.audit(conn, actor, "destination.delete", "destination", destination_id, before, None)
 
 
+def _check_resource_type(resource_type: str, destination_type: str) -> None:
+    """A DESTINATION function is the destination of a ``function`` destination, and only that."""
+    if (resource_type == "DESTINATION") != (destination_type == "function"):
+        wanted = "DESTINATION" if destination_type == "function" else "INSERT_DESTINATION"
+        raise InvalidInput(
+            f"a {destination_type!r} destination takes a function with resourceType {wanted}; "
+            f"this function's resourceType is {resource_type}",
+            field="functionId",
+        )
+
+
 class InstancesService:
     """Insert-function instances: one function connected to one destination, with its settings."""
 
@@ -381,11 +392,12 @@ class InstancesService:
             destination_id = data.get("integrationId")
             if not isinstance(destination_id, str):
                 raise InvalidInput("integrationId (the destination's id) is required", field="integrationId")
-            if (
-                conn.execute(select(tables.destinations.c.id).where(tables.destinations.c.id == destination_id)).first()
-                is None
-            ):
+            destination_type = conn.execute(
+                select(tables.destinations.c.type).where(tables.destinations.c.id == destination_id)
+            ).scalar()
+            if destination_type is None:
                 raise InvalidInput(f"no destination with id {destination_id!r}", field="integrationId")
+            _check_resource_type(function["resource_type"], destination_type)
             taken = conn.execute(
                 select(tables.instances.c.id).where(tables.instances.c.destination_id == destination_id)
             ).scalar()

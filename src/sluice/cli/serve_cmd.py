@@ -1,4 +1,5 @@
-"""``sluice serve``: the catalog and the control-plane API in one process, until SIGINT/SIGTERM."""
+"""``sluice serve``: ingest, the control-plane API and the delivery pipeline in one process,
+until SIGINT/SIGTERM (which drains delivery in flight before exiting)."""
 
 from __future__ import annotations
 
@@ -98,17 +99,19 @@ def _make_server(config: uvicorn.Config, on_started: Callable[[int], None]) -> u
     help="Data folder: the SQLite database, the secret key, the admin token [env SLUICE_DATA_DIR; default ./.sluice].",
 )
 def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Start sluice: the control-plane API (under /api) on the embedded SQLite default.
+    """Start sluice: the Tracking API (/v1/*), the control-plane API (/api) and delivery, on the
+    embedded SQLite default.
 
     On the first start an owner token is generated, printed once and saved to <data dir>/admin-token
-    (unless SLUICE_ADMIN_TOKEN is set). Stops on Ctrl+C or SIGTERM.
+    (unless SLUICE_ADMIN_TOKEN is set), and a demo source is created (its write key is printed).
+    Stops on Ctrl+C or SIGTERM after delivering or settling the events in flight.
     """
     # Imported here so the other commands start fast.
     import uvicorn
 
-    from sluice.api.app import create_app
     from sluice.catalog.service import Catalog
     from sluice.config import Config
+    from sluice.server import build_server, ensure_demo_source, lock_data_dir
 
     env = dict(os.environ)
     if port is not None:  # the command line wins over a bad SLUICE_PORT
@@ -122,6 +125,12 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     if host is not None:
         config = replace(config, host=host)
 
+    try:
+        lock = lock_data_dir(config.data_dir)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot use the data folder {config.data_dir}: {exc.strerror or exc}")
     sock = bind(config.host, config.port)
     try:
         catalog = Catalog.open(config)
@@ -142,18 +151,27 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
             saved = (config.data_dir / "admin-token").resolve()
             click.echo(f"Admin token (owner; shown only this once, saved to {saved}):")
             click.echo(f"  {token}")
+        demo = ensure_demo_source(catalog)
+        if demo is not None:
+            click.echo(f"Created the source {demo['name']!r} ({demo['id']}); its write key:")
+            click.echo(f"  {demo['writeKeys'][0]}")
 
         def started(real_port: int) -> None:
             url = base_url(config.host, real_port)
+            click.echo(f"sluice Tracking API: {url}/v1/track, /v1/batch, … (Segment and RudderStack SDKs: host {url})")
             click.echo(f"sluice API: {url}/api  (OpenAPI: {url}/api/openapi.json, docs: {url}/api/docs)")
             click.echo(f"Log in the CLI with: sluice login {url} --token <token>")
             click.echo("Press Ctrl+C to stop.")
 
+        server = build_server(catalog, config)
         bound_port = int(sock.getsockname()[1])
-        uv_config = uvicorn.Config(create_app(catalog), host=config.host, port=bound_port, log_level="info")
-        server = _make_server(uv_config, started)
-        server.run(sockets=[sock])
+        uv_config = uvicorn.Config(
+            server.app, host=config.host, port=bound_port, log_level="info", timeout_graceful_shutdown=30
+        )
+        uv_server = _make_server(uv_config, started)
+        uv_server.run(sockets=[sock])
     finally:
         sock.close()
         catalog.close()
+        lock.close()
     click.echo("sluice stopped.")

@@ -12,11 +12,25 @@ from urllib.parse import urlsplit
 
 from sluice.errors import InvalidInput
 
-__all__ = ["ADAPTER_TYPES", "SENSITIVE_FIELDS", "mask_config", "secrets_of", "validate_config"]
+__all__ = [
+    "ADAPTER_TYPES",
+    "DEFAULT_RETRY_MAX_AGE_S",
+    "DESTINATION_TYPES",
+    "SENSITIVE_FIELDS",
+    "mask_config",
+    "secrets_of",
+    "validate_config",
+]
 
 #: Destination types served by an adapter here. ``function`` destinations (resourceType
 #: DESTINATION) are run by the functions runtime, not by ``sluice.delivery``.
 ADAPTER_TYPES = frozenset({"webhook", "segment"})
+#: Every destination type a destination may have.
+DESTINATION_TYPES = ADAPTER_TYPES | {"function"}
+#: How long a failing event is retried before it expires (DESIGN §3.3), per destination
+#: ``retryMaxAgeS`` (every type accepts it).
+DEFAULT_RETRY_MAX_AGE_S = 4 * 3600
+_RETRY_MAX_AGE_RANGE = (1, 7 * 24 * 3600)
 
 #: Per type, the config fields whose value is secret. For a mapping field (``headers``) every
 #: value of the mapping is secret, its keys are not.
@@ -84,15 +98,18 @@ def _reject_unknown(config: Mapping[str, Any], known: set[str]) -> None:
 
 def validate_config(type: str, config: Any) -> dict[str, Any]:
     """The destination's config with defaults filled in; raises ``InvalidInput`` when bad."""
-    if type not in ADAPTER_TYPES:
+    if type not in DESTINATION_TYPES:
         raise InvalidInput(
-            f"destination type {type!r} has no delivery adapter (known: {', '.join(sorted(ADAPTER_TYPES))})",
-            field="type",
+            f"unknown destination type {type!r} (known: {', '.join(sorted(DESTINATION_TYPES))})", field="type"
         )
     if not isinstance(config, Mapping):
         raise InvalidInput("config must be an object", field="config")
+    retry = {"retryMaxAgeS": _int(config, "retryMaxAgeS", DEFAULT_RETRY_MAX_AGE_S, _RETRY_MAX_AGE_RANGE)}
+    if type == "function":  # the connected DESTINATION function is the destination
+        _reject_unknown(config, {"retryMaxAgeS"})
+        return retry
     if type == "webhook":
-        _reject_unknown(config, {"url", "method", "headers", "batchSize", "timeoutMs"})
+        _reject_unknown(config, {"url", "method", "headers", "batchSize", "timeoutMs", "retryMaxAgeS"})
         method = config.get("method", "POST")
         if not isinstance(method, str) or method.upper() not in WEBHOOK_METHODS:
             raise _fail("method", f"method must be one of {', '.join(sorted(WEBHOOK_METHODS))}")
@@ -102,9 +119,10 @@ def validate_config(type: str, config: Any) -> dict[str, Any]:
             "headers": _headers(config),
             "batchSize": _int(config, "batchSize", 1, _BATCH_RANGE),
             "timeoutMs": _int(config, "timeoutMs", 10_000, _TIMEOUT_RANGE),
+            **retry,
         }
     # segment
-    _reject_unknown(config, {"url", "writeKey", "batchSize", "timeoutMs"})
+    _reject_unknown(config, {"url", "writeKey", "batchSize", "timeoutMs", "retryMaxAgeS"})
     write_key = config.get("writeKey")
     if not isinstance(write_key, str) or not write_key:
         raise _fail("writeKey", "writeKey is required (a non-empty string)")
@@ -113,6 +131,7 @@ def validate_config(type: str, config: Any) -> dict[str, Any]:
         "writeKey": write_key,
         "batchSize": _int(config, "batchSize", 100, _BATCH_RANGE),
         "timeoutMs": _int(config, "timeoutMs", 10_000, _TIMEOUT_RANGE),
+        **retry,
     }
 
 

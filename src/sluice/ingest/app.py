@@ -150,7 +150,9 @@ class _Ingest:
         clock: Callable[[], float],
         new_message_id: Callable[[], str],
         retry_after_s: int,
+        on_appended: Callable[[str, int], None] | None = None,
     ) -> None:
+        self.on_appended = on_appended
         self.write_keys = write_keys
         self.log = log
         self.dedupe = dedupe
@@ -285,6 +287,8 @@ class _Ingest:
                     f"the events could not be stored ({type(exc).__name__}); nothing was accepted, retry later",
                     retry_after_s=self.retry_after_s,
                 ) from exc
+            if self.on_appended is not None:
+                self.on_appended(source_id, len(encoded))
             if sent_ids:
                 try:
                     await self.dedupe.remember(source_id, sent_ids, now)
@@ -313,9 +317,11 @@ def create_ingest_app(
     write_key_cache_size: int = 10_000,
     backlog_ttl_s: float = 0.1,
     retry_after_s: int = 1,
+    on_appended: Callable[[str, int], None] | None = None,
 ) -> Starlette:
     """The Tracking API as a Starlette app. ``clock`` is epoch seconds (``receivedAt``, dedupe, caches).
 
+    ``on_appended(source_id, n)`` is called after each committed append (the pipeline's wake-up).
     ``max_backlog=None`` disables the 429 gate. ``stats`` (created when omitted) is also reachable
     as ``app.state.ingest_stats``.
     """
@@ -330,6 +336,7 @@ def create_ingest_app(
         clock=clock,
         new_message_id=new_message_id,
         retry_after_s=retry_after_s,
+        on_appended=on_appended,
     )
     routes = [Route(f"/v1/{kind}", ingest.endpoint(kind), methods=["POST"]) for kind in SINGLE_TYPES + BATCH_KINDS]
     app = Starlette(routes=routes)

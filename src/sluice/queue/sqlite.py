@@ -267,6 +267,17 @@ class SqliteEventLog:
             return []
         return await self._run(lambda conn: self._lease(conn, destination_id, max_events, lease_s))
 
+    async def release_leases(self) -> int:
+        """Make every leased entry due now; returns how many. Only for the process that owns the
+        file (``sluice serve`` holds a lock on the data folder): at its start, leases taken by a
+        process that was killed are certainly abandoned, so they need not wait out ``lease_s``."""
+        now = self._clock()
+
+        def run(conn: sqlite3.Connection) -> int:
+            return conn.execute("UPDATE deliveries SET due_at = ?, leased = 0 WHERE leased = 1", (now,)).rowcount
+
+        return await self._run(run)
+
     async def ack(self, destination_id: str, entry_ids: Collection[str]) -> None:
         keys = [(destination_id, seq) for seq in map(parse_entry_id, entry_ids) if seq is not None]
         if keys:

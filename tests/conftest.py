@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -34,12 +34,17 @@ class Recorded:
         return json.loads(self.body)
 
 
+Answer = tuple[int, Any, dict[str, str]]
+
+
 @dataclass
 class HttpServer:
-    """Routes: path → (status, body-object, headers). Unknown paths answer 404."""
+    """Routes: path → (status, body-object, headers), or a function of the request giving that
+    (it runs on the server's request thread: it may block to play a hung destination).
+    Unknown paths answer 404."""
 
     url: str
-    routes: dict[str, tuple[int, Any, dict[str, str]]] = field(default_factory=dict)
+    routes: dict[str, Answer | Callable[[Recorded], Answer]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
     barrier_size: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -47,6 +52,14 @@ class HttpServer:
 
     def route(self, path: str, status: int = 200, body: Any = None, headers: dict[str, str] | None = None) -> None:
         self.routes[path] = (status, body, headers or {})
+
+    def route_fn(self, path: str, answer: Callable[[Recorded], Answer]) -> None:
+        self.routes[path] = answer
+
+    def bodies(self, path: str) -> list[Any]:
+        """The decoded JSON bodies received on ``path`` so far."""
+        with self._lock:
+            return [r.json() for r in self.requests if r.path.split("?", 1)[0] == path]
 
     def set_barrier(self, parties: int) -> None:
         """Requests to /barrier each wait until ``parties`` of them are in flight at once."""
@@ -64,8 +77,9 @@ def http_server() -> Iterator[HttpServer]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            recorded = Recorded(self.command, self.path, dict(self.headers), body)
             with state._lock:
-                state.requests.append(Recorded(self.command, self.path, dict(self.headers), body))
+                state.requests.append(recorded)
             if self.path.startswith("/barrier"):
                 barrier = state._barrier
                 try:
@@ -75,8 +89,8 @@ def http_server() -> Iterator[HttpServer]:
                 except (threading.BrokenBarrierError, AssertionError):
                     status, payload, headers = 504, {"released": False}, {}
             else:
-                route = self.path.split("?", 1)[0]
-                status, payload, headers = state.routes.get(route, (404, {"error": "no route"}, {}))
+                route = state.routes.get(self.path.split("?", 1)[0], (404, {"error": "no route"}, {}))
+                status, payload, headers = route(recorded) if callable(route) else route
             data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
             self.send_response(status)
             self.send_header("Content-Type", headers.get("Content-Type", "application/json"))

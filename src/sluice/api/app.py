@@ -15,9 +15,11 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sluice import __version__
-from sluice.api import routes_admin, routes_functions
+from sluice.api import routes_admin, routes_delivery, routes_functions
 from sluice.catalog.service import Catalog
+from sluice.delivery.recorder import DeliveryRecorder
 from sluice.errors import ApiError, RateLimited
+from sluice.queue.base import EventLog
 
 log = logging.getLogger("sluice.api")
 
@@ -83,7 +85,11 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _errors(500, [{"type": "internal_error", "message": "internal error; see the server log"}])
 
 
-def create_api(catalog: Catalog) -> FastAPI:
+def create_api(
+    catalog: Catalog, *, recorder: DeliveryRecorder | None = None, event_log: EventLog | None = None
+) -> FastAPI:
+    """The control plane. ``recorder``/``event_log``: the pipeline's, when this process runs one
+    (the tail, dead-letter, replay and queue routes answer 503 without them)."""
     api = FastAPI(
         title="sluice control plane",
         version=__version__,
@@ -93,8 +99,11 @@ def create_api(catalog: Catalog) -> FastAPI:
         redoc_url=None,
     )
     api.state.catalog = catalog
+    api.state.recorder = recorder
+    api.state.event_log = event_log
     api.include_router(routes_functions.router)
     api.include_router(routes_admin.router)
+    api.include_router(routes_delivery.router)
     api.add_exception_handler(ApiError, _api_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)
@@ -104,11 +113,13 @@ def create_api(catalog: Catalog) -> FastAPI:
     return api
 
 
-def create_app(catalog: Catalog) -> FastAPI:
+def create_app(
+    catalog: Catalog, *, recorder: DeliveryRecorder | None = None, event_log: EventLog | None = None
+) -> FastAPI:
     """The whole server: ``/api`` now; ingest and the console mount here as they arrive."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.catalog = catalog
-    app.mount("/api", create_api(catalog))
+    app.mount("/api", create_api(catalog, recorder=recorder, event_log=event_log))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

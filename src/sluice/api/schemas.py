@@ -6,6 +6,7 @@ rules (lengths, code that loads, settings against a schema) in the catalog servi
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -322,3 +323,107 @@ def envelope(name: str, key: str, model: Any) -> type[BaseModel]:
     inner = create_model(f"{name}Data", **{key: (model, ...)})  # type: ignore[call-overload]
     outer: type[BaseModel] = create_model(f"{name}Envelope", data=(inner, ...))
     return outer
+
+
+# --- delivery outcomes, tail, dead letters and replay ----------------------------------------------
+
+
+class OutcomeCountOut(Document):
+    outcome: str
+    reasonCode: str
+    count: int
+
+
+class LatencyOut(Document):
+    p50Ms: float | None = Field(description="Upper bound of the bucket holding the median (≤ 25 % above it)")
+    p95Ms: float | None
+
+
+class SeriesPointOut(Document):
+    at: str
+    delivered: int
+    notDelivered: int
+    p95Ms: float | None
+
+
+class DeliverySampleOut(Document):
+    id: int
+    destinationId: str
+    at: str
+    outcome: str
+    reasonCode: str
+    reason: str
+    sourceId: str
+    messageId: str | None
+    attempts: int
+    event: Any = Field(description="The input event (you sent)")
+    error: dict[str, Any] | None
+    logs: list[Any]
+    requests: list[Any] = Field(description="The function's traced fetch requests, secrets redacted")
+    request: dict[str, Any] | None = Field(description="The request to the destination, secrets redacted")
+    response: dict[str, Any] | None
+
+
+class DeliveryOut(Document):
+    destinationId: str
+    window: str
+    from_: str = Field(alias="from")
+    to: str
+    delivered: int
+    notDelivered: int
+    filtered: int
+    retrying: int
+    outcomes: list[OutcomeCountOut]
+    latency: LatencyOut
+    series: list[SeriesPointOut]
+    samples: list[DeliverySampleOut]
+
+
+class OutcomeLineOut(Document):
+    seq: int
+    at: str
+    outcome: str
+    reason: str
+    sourceId: str
+    messageId: str | None
+    type: str | None
+    eventName: str | None
+    attempts: int
+
+
+class OutcomeLinesData(BaseModel):
+    lines: list[OutcomeLineOut]
+    next: int = Field(description="Pass as `after` to poll for newer lines")
+
+
+class OutcomeLinesEnvelope(BaseModel):
+    data: OutcomeLinesData
+
+
+class DeadLetterOut(Document):
+    entryId: str
+    sourceId: str
+    status: str
+    reason: str
+    failedAt: str
+    attempts: int
+    firstAttemptAt: str | None
+    appendedAt: str
+    event: Any = Field(description="The event as JSON (a string when it is not JSON)")
+
+
+class ReplayRequest(Request):
+    status: str | None = Field(None, description="Only dead letters with this outcome, e.g. expired")
+    since: datetime | None = Field(None, description="Only dead letters failed at or after this time")
+
+
+class ReplayOut(Document):
+    replayed: int
+
+
+class QueueOut(Document):
+    new: int
+    scheduled: int
+    leased: int
+    deadLetters: int
+    backlog: int

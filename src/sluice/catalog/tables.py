@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -148,4 +149,47 @@ audit_events = Table(
     Column("before", JSON, nullable=True),
     Column("after", JSON, nullable=True),
     Index("ix_audit_events_at", "at"),
+)
+
+# --- delivery outcomes (DESIGN §3.3), written by sluice.catalog.delivery_store ---------------------
+# ``minute`` is the epoch second of the minute's start (UTC). No foreign keys to destinations: the
+# pipeline may record for a destination deleted a moment ago; prune() ages everything out.
+
+delivery_counts = Table(
+    "delivery_counts",
+    metadata,
+    Column("destination_id", String(40), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),
+    Column("outcome", String(40), primary_key=True),
+    Column("reason_code", String(200), primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+delivery_latency = Table(
+    "delivery_latency",
+    metadata,
+    Column("destination_id", String(40), primary_key=True),
+    Column("minute", BigInteger, primary_key=True),
+    Column("histogram", JSON, nullable=False),  # bucket counts, see sluice.delivery.histogram
+)
+
+delivery_samples = Table(
+    "delivery_samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("destination_id", String(40), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("outcome", String(40), nullable=False),
+    Column("reason_code", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("source_id", String(40), nullable=False),
+    Column("message_id", String(200), nullable=True),
+    Column("attempts", Integer, nullable=False),
+    Column("event", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("logs", JSON, nullable=False),
+    Column("requests", JSON, nullable=False),
+    Column("request", JSON, nullable=True),
+    Column("response", JSON, nullable=True),
+    Index("ix_delivery_samples_destination_id_at", "destination_id", "at"),
 )

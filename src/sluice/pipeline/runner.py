@@ -244,23 +244,32 @@ class DestinationRunner:
                     self._close_when_idle(gen)
 
     async def _lease(self, gen: Generation) -> tuple[list[Leased], bool]:
+        """Lease the next batch; ``batch_mode`` when it goes to ``on_batch`` (DESIGN §3.4).
+
+        The rate that picks the mode includes the events just leased, so a burst is batched at once
+        while a trickle (under ``low_volume_rate``) goes to the single-event handlers.
+        """
         options = self.options
+        fn = gen.plan.function
         async with self._forming:
             now = self._clock()
-            fn = gen.plan.function
-            batch_mode = gen.batch_capable and fn is not None and self._rate.rate(now) >= options.low_volume_rate
-            want = fn.batch_max_count if batch_mode and fn is not None else options.lease_max
-            lease_s = options.lease_s + (options.batch_max_wait_s if batch_mode else 0.0)
+            if not gen.batch_capable or fn is None:
+                leased = await self._log.lease(self.destination_id, options.lease_max, options.lease_s)
+                self._rate.add(now, len(leased))
+                return leased, False
+            want = fn.batch_max_count
+            lease_s = options.lease_s + options.batch_max_wait_s
             leased = await self._log.lease(self.destination_id, want, lease_s)
             self._rate.add(now, len(leased))
-            if batch_mode and leased:
-                deadline = now + options.batch_max_wait_s
-                while len(leased) < want and not self._stopping and self._clock() < deadline:
-                    await self._idle(min(options.idle_poll_s, deadline - self._clock()))
-                    more = await self._log.lease(self.destination_id, want - len(leased), lease_s)
-                    self._rate.add(self._clock(), len(more))
-                    leased.extend(more)
-            return leased, batch_mode
+            if not leased or self._rate.rate(now) < options.low_volume_rate:
+                return leased, False
+            deadline = now + options.batch_max_wait_s
+            while len(leased) < want and not self._stopping and self._clock() < deadline:
+                await self._idle(min(options.idle_poll_s, deadline - self._clock()))
+                more = await self._log.lease(self.destination_id, want - len(leased), lease_s)
+                self._rate.add(self._clock(), len(more))
+                leased.extend(more)
+            return leased, True
 
     def _policy(self, plan: DestinationPlan) -> RetryPolicy:
         return RetryPolicy(

@@ -73,7 +73,7 @@ class Generation:
             fn is not None
             and fn.enabled
             and self.pool is not None
-            and "on_batch" in self.pool.handlers
+            and "batch" in self.pool.handlers
             and fn.batch_max_count > 1
         )
 

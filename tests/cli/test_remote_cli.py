@@ -405,6 +405,30 @@ def test_restart_keeps_the_token_and_stops_cleanly_on_sigint(tmp_path: Path) -> 
     assert code == 0, second.output()
 
 
+def test_first_start_creates_a_demo_source_whose_write_key_ingests(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    first, url, _ = start_server(tmp_path, data_dir)
+    try:
+        joined = "\n".join(first.seen)
+        assert "Created the source 'Demo source'" in joined, first.output()
+        key = first.seen[next(i for i, line in enumerate(first.seen) if "Demo source" in line) + 1].strip()
+        assert any(line.startswith(f"sluice Tracking API: {url}/v1/track") for line in first.seen)
+        sent = httpx.post(url + "/v1/track", json={"userId": "u", "event": "Hi"}, auth=(key, ""), timeout=10)
+        assert sent.json() == {"success": True}
+        assert httpx.post(url + "/v1/track", json={"userId": "u"}, auth=("nope", ""), timeout=10).status_code == 401
+        # a second server on the same data folder is refused (the embedded event log has one owner)
+        other = sluice("serve", "--port", "0", "--data-dir", str(data_dir), cwd=tmp_path, env=clean_env())
+        assert other.returncode == 1
+        assert "another sluice server is running on the data folder" in other.stderr
+    finally:
+        assert first.stop(signal.SIGTERM) == 0, first.output()
+    second, _, _ = start_server(tmp_path, data_dir)
+    try:
+        assert "Demo source" not in "\n".join(second.seen)  # created once
+    finally:
+        assert second.stop(signal.SIGTERM) == 0, second.output()
+
+
 def test_serve_on_a_port_in_use_exits_1(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

@@ -44,6 +44,29 @@ async def test_state_survives_close_and_reopen(tmp_path: Path, clock: FakeClock)
         await log.close()
 
 
+async def test_release_leases_makes_a_dead_owners_leases_due_at_once(tmp_path: Path, clock: FakeClock) -> None:
+    log = SqliteEventLog(tmp_path, clock=clock)
+    await log.subscribe("d", ["s"])
+    await log.append("s", [b"1", b"2", b"3"])
+    one, two, _ = await log.lease("d", 3, 600)
+    await log.retry_at("d", {two.entry_id: clock.now + 3600})  # waiting for its retry: not a lease
+    await log.close()  # the owner "dies" holding leases on 1 and 3
+
+    log = SqliteEventLog(tmp_path, clock=clock)
+    try:
+        assert await log.lease("d", 10, 30) == []  # still leased for 600 s
+        assert await log.release_leases() == 2
+        again = await log.lease("d", 10, 30)
+        assert sorted(e.payload for e in again) == [b"1", b"3"]
+        assert all(e.attempts == 0 for e in again)  # a lost lease is not a failed attempt
+        await log.ack("d", [e.entry_id for e in again])
+        clock.advance(3600)
+        assert [e.payload for e in await log.lease("d", 10, 30)] == [b"2"]
+        assert one.entry_id in {e.entry_id for e in again}
+    finally:
+        await log.close()
+
+
 def test_synchronous_option_is_checked(tmp_path: Path) -> None:
     with pytest.raises(QueueError):
         SqliteEventLog(tmp_path, synchronous="OFF")  # type: ignore[arg-type]

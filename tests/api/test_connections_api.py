@@ -67,12 +67,31 @@ async def test_destinations_connect_sources_and_mask_secret_config(api: Api) -> 
         ({"config": {"url": "http://127.0.0.1:9", "urll": "typo"}}, "config.urll"),
         ({"type": "carrier-pigeon", "config": {"url": "http://127.0.0.1:9"}}, "type"),
         ({"type": "segment", "config": {"url": "http://127.0.0.1:9"}}, "config.writeKey"),
+        ({"config": {"url": "http://127.0.0.1:9", "retryMaxAgeS": 0}}, "config.retryMaxAgeS"),
+        ({"type": "function", "config": {"url": "http://127.0.0.1:9"}}, "config.url"),
     ],
 )
 async def test_destination_configs_are_validated_by_type(api: Api, body: dict[str, object], field: str) -> None:
     response = await api.client.post("/destinations", json={"name": "D", **body})
     assert response.status_code == 422, response.text
     assert response.json()["errors"][0]["field"] == field
+
+
+async def test_a_function_destination_takes_a_destination_function_and_only_that(api: Api) -> None:
+    insert_fn = await api.function()
+    destination_fn = await api.function(displayName="CRM", resourceType="DESTINATION")
+    function_dest = await api.destination(name="CRM", type="function", config={})
+    assert function_dest["config"] == {"retryMaxAgeS": 14400}
+    webhook = await api.destination()
+    for fn, dest in ((insert_fn, function_dest), (destination_fn, webhook)):
+        wrong = await api.client.post(
+            "/insert-function-instances",
+            json={"functionId": fn["id"], "integrationId": dest["id"], "settings": {"apiKey": "k"}},
+        )
+        assert wrong.status_code == 422, wrong.text
+        error = wrong.json()["errors"][0]
+        assert error["field"] == "functionId" and "resourceType" in error["message"]
+    await api.instance(destination_fn["id"], function_dest["id"])
 
 
 async def test_instances_one_per_destination_settings_validated_and_masked(api: Api) -> None:

@@ -84,6 +84,20 @@ class Harness:
         view: dict[str, Any] = self.catalog.delivery.view(SYSTEM, destination_id, "10m", **kwargs)
         return view
 
+    async def counted(self, destination_id: str, n: int) -> dict[str, Any] | None:
+        """The delivery view once ``n`` outcomes are counted in all (for :func:`until`)."""
+        view = await self.delivery(destination_id)
+        return view if sum(o["count"] for o in view["outcomes"]) >= n else None
+
+    async def delivered(self, destination_id: str, n: int) -> dict[str, Any] | None:
+        """The delivery view once ``n`` events are delivered (for :func:`until`)."""
+        view = await self.delivery(destination_id)
+        return view if view["delivered"] >= n else None
+
+
+def counts(view: dict[str, Any]) -> dict[tuple[str, str], int]:
+    return {(o["outcome"], o["reasonCode"]): o["count"] for o in view["outcomes"]}
+
 
 def track(n: int, **extra: Any) -> dict[str, Any]:
     return {

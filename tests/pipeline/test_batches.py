@@ -4,10 +4,9 @@ partial one after the max wait, single-event handlers when traffic is under abou
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 from tests.conftest import HttpServer
-from tests.pipeline.conftest import Harness, track, until
+from tests.pipeline.conftest import Harness, counts, track, until
 from tests.pipeline.test_delivery import received
 
 BATCHED = """
@@ -71,12 +70,8 @@ async def test_an_error_instance_in_the_returned_list_gives_that_event_its_own_o
     await harness.apply()
     await harness.send(*(track(n) for n in range(20)))
 
-    async def all_counted() -> dict[str, Any] | None:
-        view = await harness.delivery(dst)
-        return view if sum(o["count"] for o in view["outcomes"]) == 20 else None
-
-    view = await until(all_counted)
-    got = {(o["outcome"], o["reasonCode"]): o["count"] for o in view["outcomes"]}
+    view = await until(lambda: harness.counted(dst, 20))
+    got = counts(view)
     assert got == {
         ("message_rejected", "ValidationError"): 4,
         ("filtered", "insert_function"): 4,
@@ -100,12 +95,6 @@ async def test_an_exception_from_on_batch_applies_to_every_event_of_the_batch(
     await harness.apply()
     await harness.send(*(track(n) for n in range(10)))
 
-    async def all_counted() -> dict[str, Any] | None:
-        view = await harness.delivery(dst)
-        return view if sum(o["count"] for o in view["outcomes"]) == 10 else None
-
-    view = await until(all_counted)
-    assert {(o["outcome"], o["reasonCode"]): o["count"] for o in view["outcomes"]} == {
-        ("bad_request", "ValueError"): 10
-    }
+    view = await until(lambda: harness.counted(dst, 10))
+    assert counts(view) == {("bad_request", "ValueError"): 10}
     assert len(await harness.log.dead_letters(dst)) == 10

@@ -7,7 +7,7 @@ from typing import Any
 
 from sluice.catalog.access import SYSTEM
 from tests.conftest import HttpServer, Recorded
-from tests.pipeline.conftest import Harness, track, until
+from tests.pipeline.conftest import Harness, counts, track, until
 
 
 def received(server: HttpServer, path: str = "/hook") -> list[dict[str, Any]]:
@@ -16,10 +16,6 @@ def received(server: HttpServer, path: str = "/hook") -> list[dict[str, Any]]:
     for body in server.bodies(path):
         out.extend(body if isinstance(body, list) else [body])
     return out
-
-
-def counts(view: dict[str, Any]) -> dict[tuple[str, str], int]:
-    return {(o["outcome"], o["reasonCode"]): o["count"] for o in view["outcomes"]}
 
 
 async def test_an_event_reaches_the_destination_transformed_by_the_function(
@@ -33,13 +29,8 @@ async def test_an_event_reaches_the_destination_transformed_by_the_function(
     [event] = await until(lambda: received(http_server), what="the event at the destination")
     assert event["properties"] == {"n": 1, "via": "sluice"}
     assert event["messageId"] == "m-1" and event["receivedAt"] and event["timestamp"]
-    view = await until(lambda: _delivered(harness, dst, 1))
+    view = await until(lambda: harness.delivered(dst, 1))
     assert view["latency"]["p50Ms"] is not None
-
-
-async def _delivered(harness: Harness, dst: str, n: int) -> dict[str, Any] | None:
-    view = await harness.delivery(dst)
-    return view if view["delivered"] >= n else None
 
 
 async def test_without_an_instance_events_go_straight_to_the_destination(
@@ -64,7 +55,7 @@ async def test_500_then_200_is_delivered_after_a_retry(harness: Harness, http_se
     dst = harness.destination(f"{http_server.url}/hook")
     await harness.apply()
     await harness.send(track(1))
-    view = await until(lambda: _delivered(harness, dst, 1), what="delivery after the retry")
+    view = await until(lambda: harness.delivered(dst, 1), what="delivery after the retry")
     assert counts(view)[("retrying", "HTTP 500")] == 1
     assert len(http_server.bodies("/hook")) == 2
     [sample] = [s for s in view["samples"] if s["outcome"] == "retrying"]
@@ -109,7 +100,7 @@ async def test_a_hung_destination_times_out_and_is_retried(harness: Harness, htt
     await harness.apply()
     try:
         await harness.send(track(1))
-        view = await until(lambda: _delivered(harness, dst, 1), what="delivery after the timeout")
+        view = await until(lambda: harness.delivered(dst, 1), what="delivery after the timeout")
     finally:
         release.set()
     assert counts(view)[("timeout", "timeout")] == 1
@@ -134,7 +125,7 @@ async def test_a_failing_destination_does_not_slow_a_healthy_one(harness: Harnes
         # every event reaches the healthy destination while the broken one still hangs on its first
         await until(lambda: len(received(http_server)) == 400, timeout=20, what="the healthy destination")
         assert not release.is_set()
-        await until(lambda: _delivered(harness, healthy, 400))
+        await until(lambda: harness.delivered(healthy, 400))
     finally:
         release.set()
 
@@ -189,11 +180,7 @@ async def test_function_outcomes_are_counted_with_their_reasons(harness: Harness
     await harness.apply()
     await harness.send(*(track(n) for n in range(5)), {"type": "identify", "userId": "u9", "messageId": "i-1"})
 
-    async def all_counted() -> dict[str, Any] | None:
-        view = await harness.delivery(dst)
-        return view if sum(o["count"] for o in view["outcomes"]) == 6 else None
-
-    view = await until(all_counted, what="six outcomes")
+    view = await until(lambda: harness.counted(dst, 6), what="six outcomes")
     assert counts(view) == {
         ("filtered", "insert_function"): 1,
         ("dropped", "DropEvent"): 1,
@@ -224,11 +211,7 @@ async def test_integrations_object_decides_per_destination_name(harness: Harness
     }
     await harness.send(*(track(n, messageId=name, integrations=value) for n, (name, value) in enumerate(cases.items())))
 
-    async def all_counted() -> dict[str, Any] | None:
-        view = await harness.delivery(dst)
-        return view if sum(o["count"] for o in view["outcomes"]) == len(cases) else None
-
-    view = await until(all_counted)
+    view = await until(lambda: harness.counted(dst, len(cases)))
     delivered = {e["messageId"] for e in received(http_server)}
     assert delivered == {"named-on", "case-differs", "options-object", "string-false", "lowercase-all"}
     assert counts(view)[("filtered", "integrations")] == 2
@@ -300,7 +283,7 @@ async def test_a_function_destination_is_the_destination(harness: Harness, http_
     harness.instance(fn, dst)
     await harness.apply()
     await harness.send(track(1), track(2))
-    view = await until(lambda: _delivered(harness, dst, 2))
+    view = await until(lambda: harness.delivered(dst, 2))
     assert counts(view) == {("delivered", "function"): 2}
     assert sorted(b["id"] for b in http_server.bodies("/crm")) == ["u1", "u2"]
 

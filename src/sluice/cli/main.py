@@ -7,6 +7,7 @@ import click
 from sluice import __version__
 from sluice.cli import fn_remote  # noqa: F401  (registers fn push|deploy|versions|restore)
 from sluice.cli.bench_cmd import bench_group
+from sluice.cli.delivery_cmd import replay, tail
 from sluice.cli.fn_cmd import fn_group
 from sluice.cli.remote import login
 from sluice.cli.serve_cmd import serve
@@ -22,7 +23,13 @@ cli.add_command(serve)
 cli.add_command(login)
 cli.add_command(fn_group)
 cli.add_command(bench_group)
+cli.add_command(replay)
+cli.add_command(tail)
 
 
 def main() -> None:
     cli(prog_name="sluice")
+
+
+if __name__ == "__main__":
+    main()

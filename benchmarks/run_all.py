@@ -1,7 +1,7 @@
 """`make bench`: every benchmark, each figure printed beside its ceiling from the same run.
 
-Run one with `sluice bench runtime [--json]`. Results go to stdout; with SLUICE_BENCH_JSON=path
-the JSON reports are also written to that file (one object per line).
+Run one with `sluice bench runtime|queue|pipeline [--json]`. Results go to stdout; with
+SLUICE_BENCH_JSON=path the JSON reports are also written to that file (one object per line).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 
 import orjson
 
+from sluice.bench import pipeline as pipeline_bench
 from sluice.bench import queue as queue_bench
 from sluice.bench.runtime import format_report, run_benchmark
 
@@ -23,6 +24,9 @@ def main() -> None:
     queue_report = asyncio.run(queue_bench.run_benchmark())
     print(queue_bench.format_report(queue_report))
     reports.append({"benchmark": "queue", **queue_report})
+    pipeline_report = asyncio.run(pipeline_bench.run_benchmark())
+    print(pipeline_bench.format_report(pipeline_report))
+    reports.append({"benchmark": "pipeline", **pipeline_report})
     target = os.environ.get("SLUICE_BENCH_JSON")
     if target:
         with open(target, "ab") as out:

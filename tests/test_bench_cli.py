@@ -41,3 +41,27 @@ def test_bench_queue_json_reports_the_log_beside_a_bare_sqlite_ceiling() -> None
     for key in ("sqliteAppendEventsPerSec", "sqliteLeaseAckEventsPerSec", "bareSqliteInsertCeilingEventsPerSec"):
         assert report[key] > 0, key
     assert report["events"] == 2000
+
+
+def test_bench_pipeline_json_reports_end_to_end_figures_beside_ceilings() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", "pipeline", "--events", "2000", "--seconds", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in (
+        "eventsPerSec",
+        "latencyP50Ms",
+        "latencyP99Ms",
+        "logAppendCeilingEventsPerSec",
+        "sinkCeilingEventsPerSec",
+        "runtimeIsolatedEventsPerSec",
+        "phase1LatencyP99Ms",
+    ):
+        assert isinstance(report[key], int | float) and report[key] > 0, key
+    assert report["events"] == report["phase1Delivered"] == 2000
+    assert report["phase1Untransformed"] == 0  # every event went through the insert function
+    assert report["latencyDelivered"] == report["latencyEvents"] > 0

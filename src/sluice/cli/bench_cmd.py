@@ -37,3 +37,22 @@ def bench_runtime(count: int, workers: int, as_json: bool) -> None:
         click.echo(orjson.dumps(report).decode())
     else:
         click.echo(format_report(report))
+
+
+@bench_group.command("pipeline")
+@click.option("--events", "count", type=click.IntRange(min=100), default=100_000, show_default=True)
+@click.option(
+    "--seconds", type=click.FloatRange(min=1.0), default=5.0, show_default=True, help="Length of the latency phase."
+)
+@click.option(
+    "--connections", type=click.IntRange(min=1, max=64), default=8, show_default=True, help="Concurrent senders."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_pipeline(count: int, seconds: float, connections: int, as_json: bool) -> None:
+    """End to end through a real `sluice serve`: /v1/batch → insert function → webhook sink;
+    sustained events/s and receivedAt → sink latency beside the event-log, sink and runtime
+    ceilings from the same run."""
+    from sluice.bench.pipeline import format_report, run_benchmark
+
+    report = asyncio.run(run_benchmark(count=count, seconds=seconds, lanes=connections))
+    click.echo(orjson.dumps(report).decode() if as_json else format_report(report))

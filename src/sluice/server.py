@@ -1,41 +1,54 @@
-"""The all-in-one server of ``sluice serve``: the Tracking API (``/v1/*``), the control-plane API
-(``/api``) and the delivery pipeline in one process, on the embedded SQLite default.
+"""The all-in-one server of ``sluice serve``: the Tracking API (``/v1/*``) and the control-plane
+API (``/api``) in this process, delivery in a child process (:mod:`sluice.worker`) so that the
+two use a core each.
 
 Files under the data folder: ``sluice.db`` (the catalog, unless ``SLUICE_DATABASE_URL`` points
-elsewhere), ``queue.db`` (the event log), ``dedupe.db`` (messageIds seen in the last 24 h) and
-``serve.lock`` (held while a server runs: the embedded event log has exactly one owner, which
-is what lets a restart release the leases of a killed process at once).
+elsewhere), ``queue.db`` (the event log, shared by both processes: SQLite WAL), ``dedupe.db``
+(messageIds seen in the last 24 h), ``serve.lock`` (held by the server: one server per folder)
+and ``delivery.lock`` (held by its delivery process).
+
+The delivery process is watched: if it dies it is started again (after 1 s), and the new one
+makes the dead one's leases due at once. On shutdown the server first finishes the requests in
+flight, then asks the delivery process to drain (SIGTERM) and waits for it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
 import fcntl
+import logging
 import os
+import signal
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
 from fastapi import FastAPI
 from starlette.routing import Mount
 
 from sluice.api.app import create_app
 from sluice.catalog.access import SYSTEM
 from sluice.catalog.service import Catalog
-from sluice.catalog.topology import load_plans
 from sluice.config import Config
-from sluice.delivery.recorder import DeliveryRecorder
-from sluice.errors import ConfigError
+from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine
+from sluice.errors import ConfigError, SluiceError
 from sluice.ingest.app import DEFAULT_MAX_BACKLOG, create_ingest_app
 from sluice.ingest.dedupe_sqlite import SqliteDeduplicator
 from sluice.pipeline.runner import RunnerOptions
-from sluice.pipeline.supervisor import Pipeline
 from sluice.queue.sqlite import SqliteEventLog
 
-__all__ = ["Server", "ServerOptions", "build_server", "ensure_demo_source", "lock_data_dir"]
+__all__ = ["DeliveryProcess", "Server", "ServerOptions", "build_server", "ensure_demo_source", "lock_data_dir"]
 
+log = logging.getLogger("sluice.server")
 DEMO_SOURCE_NAME = "Demo source"
+READY_TIMEOUT_S = 120.0
+STOP_TIMEOUT_S = 120.0
+RESTART_DELAY_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,124 @@ class ServerOptions:
     flush_s: float = 1.0
     max_backlog: int | None = DEFAULT_MAX_BACKLOG
 
+    def wire(self, data_dir: Path) -> bytes:
+        runner = dataclasses.asdict(self.runner)
+        runner.pop("limits")  # the runtime's defaults (DESIGN §3.6)
+        return orjson.dumps(
+            {"dataDir": str(data_dir), "runner": runner, "refreshS": self.refresh_s, "flushS": self.flush_s}
+        )
+
+
+class DeliveryProcess:
+    """The server's side of :mod:`sluice.worker`: start, wake, follow, watch, stop."""
+
+    def __init__(self, config: Config, options: ServerOptions) -> None:
+        self._config = config
+        self._options = options
+        #: The tail ring of this process: ``follow`` is passed on, the lines come back.
+        self.recorder = DeliveryRecorder(on_follow=self.follow)
+        self._proc: asyncio.subprocess.Process | None = None
+        self._watch: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.starts = 0
+        self.released_leases = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    def _env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+        env["SLUICE_DATA_DIR"] = str(self._config.data_dir)
+        env["SLUICE_DATABASE_URL"] = self._config.database_url
+        if self._config.secret_key:
+            env["SLUICE_SECRET_KEY"] = self._config.secret_key
+        return env
+
+    async def start(self) -> None:
+        """Start the delivery process and wait until it delivers; raises if it cannot start."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "sluice.worker",
+            self._options.wire(self._config.data_dir).decode(),
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            env=self._env(),
+            start_new_session=True,  # Ctrl+C reaches the server, which drains it in order
+        )
+        assert proc.stdout is not None
+        try:
+            ready = await asyncio.wait_for(self._until_ready(proc.stdout), READY_TIMEOUT_S)
+        except (TimeoutError, SluiceError):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+            raise
+        self._proc = proc
+        self.starts += 1
+        self.released_leases = int(ready.get("releasedLeases", 0))
+        self._watch = asyncio.get_running_loop().create_task(self._follow_output(proc), name="sluice-delivery")
+
+    @staticmethod
+    async def _until_ready(stdout: asyncio.StreamReader) -> dict[str, Any]:
+        while line := await stdout.readline():
+            message = orjson.loads(line)
+            if message.get("op") == "ready":
+                return dict(message)
+        raise SluiceError("the delivery process exited before it was ready (see its messages above)")
+
+    async def _follow_output(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        while line := await proc.stdout.readline():
+            try:
+                message = orjson.loads(line)
+                if message.get("op") == "line":
+                    self.recorder.record_line(message["destinationId"], OutcomeLine(*message["line"]))
+            except (orjson.JSONDecodeError, TypeError, KeyError):
+                log.warning("ignored a malformed message from the delivery process: %r", line[:200])
+        code = await proc.wait()
+        if self._stopping:
+            return
+        log.error("the delivery process exited (code %s); starting another in %.0f s", code, RESTART_DELAY_S)
+        while not self._stopping:
+            await asyncio.sleep(RESTART_DELAY_S)
+            try:
+                await self.start()
+                return
+            except (OSError, TimeoutError, SluiceError) as exc:
+                log.error("cannot restart the delivery process: %s", exc)
+
+    def _send(self, message: bytes) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None or proc.stdin is None or proc.stdin.is_closing():
+            return
+        proc.stdin.write(message)
+
+    def wake(self, *_: object) -> None:
+        self._send(b'{"op":"wake"}\n')
+
+    def follow(self, destination_id: str) -> None:
+        self._send(orjson.dumps({"op": "follow", "destinationId": destination_id}) + b"\n")
+
+    async def stop(self) -> None:
+        """Drain: SIGTERM, then wait for the batches in flight to settle (kill after 2 minutes)."""
+        self._stopping = True
+        proc = self._proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), STOP_TIMEOUT_S)
+            except TimeoutError:
+                log.error("the delivery process did not stop within %.0f s; killing it", STOP_TIMEOUT_S)
+                proc.kill()
+                await proc.wait()
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
+
 
 @dataclass(slots=True)
 class Server:
@@ -52,9 +183,8 @@ class Server:
     event_log: SqliteEventLog
     dedupe: SqliteDeduplicator
     recorder: DeliveryRecorder
-    pipeline: Pipeline
+    delivery: DeliveryProcess
     started: bool = False
-    released_leases: int = 0
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
@@ -87,38 +217,27 @@ def build_server(catalog: Catalog, config: Config, options: ServerOptions | None
     options = options or ServerOptions()
     event_log = SqliteEventLog(config.data_dir, filename="queue.db")
     dedupe = SqliteDeduplicator(config.data_dir / "dedupe.db")
-    recorder = DeliveryRecorder()
-    pipeline = Pipeline(
-        event_log=event_log,
-        load_plans=lambda: load_plans(catalog.core),
-        recorder=recorder,
-        write_outcomes=catalog.delivery.write,
-        prune_outcomes=catalog.delivery.prune,
-        options=options.runner,
-        refresh_s=options.refresh_s,
-        flush_s=options.flush_s,
-    )
-    app = create_app(catalog, recorder=recorder, event_log=event_log)
+    delivery = DeliveryProcess(config, options)
+    app = create_app(catalog, recorder=delivery.recorder, event_log=event_log)
     ingest = create_ingest_app(
         resolve_write_key=catalog.sources.resolve_write_key,
         log=event_log,
         dedupe=dedupe,
         max_backlog=options.max_backlog,
-        on_appended=pipeline.wake,
+        on_appended=delivery.wake,
     )
     app.state.ingest_stats = ingest.state.ingest_stats
     app.router.routes.append(Mount("/", app=ingest))  # last: /api, /healthz (and the console) come first
-    server = Server(app, event_log, dedupe, recorder, pipeline)
+    server = Server(app, event_log, dedupe, delivery.recorder, delivery)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: object) -> AsyncIterator[None]:
-        server.released_leases = await event_log.release_leases()
-        await pipeline.start()
+        await delivery.start()
         server.started = True
         try:
             yield
         finally:
-            await pipeline.close()  # uvicorn has finished the requests in flight: drain delivery
+            await delivery.stop()  # uvicorn has finished the requests in flight: drain delivery
             await event_log.close()
             await dedupe.close()
 

@@ -182,15 +182,16 @@ class Sluice:
         err = stderr.read_text(errors="replace")[-4000:] if stderr.exists() else ""
         return "stdout:\n" + "\n".join(self.stdout[-30:]) + "\nstderr (tail):\n" + err
 
-    def worker_pids(self) -> list[int]:
-        """The server's function worker processes (``-m sluice.functions.child_py`` children)."""
+    def worker_pids(self, module: bytes = b"sluice.functions.child_py") -> list[int]:
+        """The server's processes running ``-m <module>``: by default the function workers
+        (children of its delivery process); ``b"sluice.worker"``: the delivery process."""
         found = []
-        for child in _children(self.pid):
+        for child in _descendants(self.pid):
             try:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
             except OSError:
                 continue
-            if b"sluice.functions.child_py" in cmdline:
+            if module in cmdline:
                 found.append(child)
         return found
 
@@ -289,6 +290,16 @@ def _children(pid: int) -> list[int]:
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 found.extend(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found: list[int] = []
+    todo = _children(pid)
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(_children(child))
     return found
 
 

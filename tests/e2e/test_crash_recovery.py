@@ -200,13 +200,16 @@ def test_kill_9_of_the_server_mid_stream_loses_no_acknowledged_event(
     assert sluice.stop() == 0
 
 
-def test_kill_9_of_a_function_worker_mid_stream_loses_no_acknowledged_event(
-    sluice: Sluice, http_server: HttpServer, senders: list[Sender]
+@pytest.mark.parametrize(
+    "module", [b"sluice.functions.child_py", b"sluice.worker"], ids=["function-worker", "delivery"]
+)
+def test_kill_9_of_a_function_worker_or_the_delivery_process_loses_no_acknowledged_event(
+    sluice: Sluice, http_server: HttpServer, senders: list[Sender], module: bytes
 ) -> None:
     started = time.monotonic()
     http_server.route("/hook", 200, {"ok": True})
     sluice.connect_webhook(http_server, TRIVIAL_FUNCTION, path="/hook", batch_size=50)
-    workers = poll(sluice.worker_pids, deadline_s=30, message="no function worker process found")
+    workers = poll(lambda: sluice.worker_pids(module), deadline_s=30, message=f"no {module.decode()} process found")
     sender = Sender(sluice, batches=60, per_batch=100, hold_at=30)
     senders.append(sender)
     sender.start()
@@ -226,12 +229,12 @@ def test_kill_9_of_a_function_worker_mid_stream_loses_no_acknowledged_event(
     sender.join(timeout=150)
     assert not sender.is_alive(), "the sender did not finish"
     sender.check()
-    assert sender.failed_attempts == 0, "ingest must not notice a function worker's crash"
+    assert sender.failed_attempts == 0, "ingest must not notice a crash in delivery"
     events = _wait_all_delivered(http_server, "/hook", sender.acked_ids, sluice)
     duplicates = _duplicates(events, sender.acked_ids)
-    new_workers = sluice.worker_pids()
+    new_workers = poll(lambda: sluice.worker_pids(module), deadline_s=30, message="no replacement process")
     print(
-        f"\n[kill -9 worker] killed worker {victim} after {delivered_before} deliveries; events delivered: "
+        f"\n[kill -9 {module.decode()}] killed {victim} after {delivered_before} deliveries; events delivered: "
         f"{len(events)}, duplicates: {duplicates}, workers now: {new_workers}, "
         f"took {time.monotonic() - started:.1f} s"
     )

@@ -132,7 +132,14 @@ class DeliveryRecorder:
         samples_per_minute: int = DEFAULT_SAMPLES_PER_MINUTE,
         follow_s: float = FOLLOW_S,
         ring_size: int = RING_SIZE,
+        on_follow: Callable[[str], None] | None = None,
+        on_line: Callable[[str, OutcomeLine], None] | None = None,
     ) -> None:
+        """``on_follow`` / ``on_line`` connect the recorders of two processes (``sluice serve``:
+        the API process's ``follow`` is told to the delivery process, whose lines are sent back
+        instead of kept)."""
+        self._on_follow = on_follow
+        self._on_line = on_line
         self._clock = clock
         self.samples_per_minute = samples_per_minute
         self.follow_s = follow_s
@@ -200,6 +207,8 @@ class DeliveryRecorder:
     def follow(self, destination_id: str) -> None:
         """Someone tails ``destination_id``: record its per-event lines for the next ``follow_s``."""
         self._following[destination_id] = self._clock() + self.follow_s
+        if self._on_follow is not None:
+            self._on_follow(destination_id)
 
     def following(self, destination_id: str) -> bool:
         """Whether anyone tails ``destination_id`` now (cheap: call it before building lines)."""
@@ -214,6 +223,9 @@ class DeliveryRecorder:
     def record_line(self, destination_id: str, line: OutcomeLine) -> None:
         """Append a line to the destination's ring (ignored when nobody follows it)."""
         if not self.following(destination_id):
+            return
+        if self._on_line is not None:
+            self._on_line(destination_id, line)
             return
         ring = self._rings.get(destination_id)
         if ring is None:

@@ -45,7 +45,8 @@ Ceilings, measured in the same run before the server starts (so nothing else com
   with :func:`sluice.bench.runtime.isolated` (a few seconds at most).
 
 ``cpuSecondsPhase1`` splits the CPU time used during phase 1 between the server process, its
-child processes (the function workers), the sink and the bench process (the sender).
+delivery process (:mod:`sluice.worker`), the function workers, the sink and the bench process
+(the sender).
 """
 
 from __future__ import annotations
@@ -380,26 +381,40 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+def _is_delivery_process(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"sluice.worker" in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
 @dataclass(slots=True)
 class CpuSnapshot:
     server: float
-    workers: dict[int, float]
+    children: dict[int, float]  # the delivery process and the function workers
+    delivery_pids: set[int]
     sink: float
     sender: float
 
     @classmethod
     def take(cls, server_pid: int, sink_pid: int) -> CpuSnapshot:
+        children = {pid: cpu_seconds(pid) for pid in descendants(server_pid)}
         return cls(
             cpu_seconds(server_pid),
-            {pid: cpu_seconds(pid) for pid in descendants(server_pid)},
+            children,
+            {pid for pid in children if _is_delivery_process(pid)},
             cpu_seconds(sink_pid),
             time.process_time(),
         )
 
     def since(self, before: CpuSnapshot, wall_s: float) -> dict[str, float]:
-        workers = sum(v - before.workers.get(pid, 0.0) for pid, v in self.workers.items())
+        used = {pid: v - before.children.get(pid, 0.0) for pid, v in self.children.items()}
+        delivery = sum(v for pid, v in used.items() if pid in self.delivery_pids)
+        workers = sum(v for pid, v in used.items() if pid not in self.delivery_pids)
         return {
             "server": round(self.server - before.server, 2),
+            "delivery": round(delivery, 2),
             "workers": round(workers, 2),
             "sink": round(self.sink - before.sink, 2),
             "sender": round(self.sender - before.sender, 2),
@@ -773,7 +788,8 @@ def format_report(r: dict[str, Any]) -> str:
         f"(target ≤ {TARGETS['latencyP99Ms']:,.0f} ms: {ok[met['latencyP99Ms']]})",
         f"  latency in the burst p50   {r['phase1LatencyP50Ms']:>10,.1f} ms",
         f"  latency in the burst p99   {r['phase1LatencyP99Ms']:>10,.1f} ms",
-        f"  CPU s in the burst         server {cpu['server']}, function workers {cpu['workers']}, "
+        f"  CPU s in the burst         server (ingest, API) {cpu['server']}, delivery process {cpu['delivery']}, "
+        f"function workers {cpu['workers']}, "
         f"sink {cpu['sink']}, sender {cpu['sender']} (over {cpu['wall']} s wall)",
     ]
     return "\n".join(lines)

@@ -71,6 +71,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
+from sluice.bench import runtime
+
 TARGETS: dict[str, float] = {"eventsPerSec": 20_000, "latencyP99Ms": 1000.0}
 BATCH = 100
 FUNCTION_CODE = "def on_track(event, settings):\n    event['properties']['bench'] = True\n    return event\n"
@@ -97,23 +99,9 @@ class EventTemplate:
 
     @classmethod
     def build(cls, size: int = 1024) -> EventTemplate:
-        event: dict[str, Any] = {
-            "type": "track",
-            "event": "Button Clicked",
-            "messageId": _MID.decode(),
-            "userId": "AiUGstSDIg",
-            "anonymousId": "23adfd82-aa0f-45a7-a756-24f2a7a4c895",
-            "context": {
-                "library": {"name": "analytics.js", "version": "2.11.1"},
-                "page": {"path": "/academy/", "title": "Analytics Academy", "url": "https://segment.com/academy/"},
-                "userAgent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_11_0) AppleWebKit/537.36 (KHTML, like Gecko)",
-                "ip": "108.0.78.21",
-            },
-            "properties": {"title": "Intro to Analytics", "plan": "pro", "tags": ["a", "b", "c"], "amount": 12.5},
-            "receivedAt": _RAT.decode(),
-            "sentAt": "2015-12-12T19:11:01.169Z",
-            "originalTimestamp": "2015-12-12T19:11:01.152Z",
-        }
+        # messageId first: the template is split at it, then at receivedAt
+        event = {"messageId": _MID.decode(), **runtime.sample_track(), "receivedAt": _RAT.decode()}
+        del event["timestamp"]  # ingest computes it
         filled = len(orjson.dumps(event)) - len(_MID) - len(_RAT) + len(message_id("x", 0)) + len(now_iso())
         event["properties"]["note"] = "x" * max(0, size - filled - len(',"note":""'))
         encoded = orjson.dumps(event)

@@ -28,8 +28,9 @@ async def on_track(event, settings):
 TARGETS = {"isolatedVsCeiling": 0.5, "frameRoundTripP99Ms": 5.0, "idleWorkerRssMb": 40.0}
 
 
-def make_events(count: int) -> list[bytes]:
-    base: dict[str, Any] = {
+def sample_track() -> dict[str, Any]:
+    """The track event every benchmark sends (Segment's spec example), before padding to 1 KB."""
+    return {
         "type": "track",
         "event": "Button Clicked",
         "userId": "AiUGstSDIg",
@@ -46,6 +47,10 @@ def make_events(count: int) -> list[bytes]:
         "timestamp": "2015-12-12T19:11:01.249Z",
         "originalTimestamp": "2015-12-12T19:11:01.152Z",
     }
+
+
+def make_events(count: int) -> list[bytes]:
+    base = sample_track()
     pad = 1024 - len(orjson.dumps(base)) - 60
     base["properties"]["note"] = "x" * max(0, pad)
     return [orjson.dumps({**base, "messageId": f"bench-{i:012d}"}) for i in range(count)]

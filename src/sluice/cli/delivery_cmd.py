@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from sluice.cli.remote import ApiClient, RemoteError, profile_option, resolve_remote
+from sluice.cli.remote import ApiClient, find_one, profile_option, resolve_remote
 
 __all__ = ["DEAD_LETTER_STATUSES", "OUTCOMES", "format_line", "parse_since", "replay", "tail"]
 
@@ -83,20 +83,7 @@ class SinceType(click.ParamType[datetime]):
 def find_destination(client: ApiClient, name: str) -> dict[str, Any]:
     """A destination by id or by its exact name (exactly one must match)."""
     destinations: list[dict[str, Any]] = client.get("/destinations")["destinations"]
-    for destination in destinations:
-        if destination["id"] == name:
-            return destination
-    matches = [d for d in destinations if d["name"] == name]
-    if not matches:
-        names = [repr(d["name"]) for d in destinations]
-        known = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
-        raise RemoteError(
-            f"no destination named {name!r} (or with that id) at {client.remote.url} (destinations: {known})"
-        )
-    if len(matches) > 1:
-        ids = ", ".join(d["id"] for d in matches)
-        raise RemoteError(f"{len(matches)} destinations are named {name!r} ({ids}); give the id instead")
-    return matches[0]
+    return find_one(destinations, name, kind="destination", name_field="name", where=client.remote.url)
 
 
 def _label(destination: dict[str, Any]) -> str:

@@ -240,19 +240,26 @@ def _headline(status: int, method: str, path: str, remote: Remote) -> str:
     return f"{where} failed: HTTP {status}"
 
 
+def find_one(items: list[dict[str, Any]], name: str, *, kind: str, name_field: str, where: str) -> dict[str, Any]:
+    """The item whose id is ``name``, else the one whose ``name_field`` is ``name`` (exactly one)."""
+    for item in items:
+        if item["id"] == name:
+            return item
+    matches = [item for item in items if item[name_field] == name]
+    if not matches:
+        names = [repr(item[name_field]) for item in items]
+        known = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "") or "none"
+        raise RemoteError(f"no {kind} named {name!r} (or with that id) at {where} ({kind}s: {known})")
+    if len(matches) > 1:
+        ids = ", ".join(item["id"] for item in matches)
+        raise RemoteError(f"{len(matches)} {kind}s are named {name!r} ({ids}); give the id instead")
+    return matches[0]
+
+
 def find_function(client: ApiClient, name: str) -> dict[str, Any]:
     """A function by id or by displayName (exactly one must match)."""
     functions: list[dict[str, Any]] = client.get("/functions")["functions"]
-    for function in functions:
-        if function["id"] == name:
-            return function
-    matches = [f for f in functions if f["displayName"] == name]
-    if not matches:
-        raise RemoteError(f"no function named {name!r} (or with that id) at {client.remote.url}")
-    if len(matches) > 1:
-        ids = ", ".join(f["id"] for f in matches)
-        raise RemoteError(f"{len(matches)} functions are named {name!r} ({ids}); give the id instead")
-    return matches[0]
+    return find_one(functions, name, kind="function", name_field="displayName", where=client.remote.url)
 
 
 # --- sluice login ---------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import threading
 from typing import Any
 
@@ -307,3 +308,19 @@ async def test_tail_lines_follow_outcomes_while_someone_watches(harness: Harness
 def _lines(harness: Harness, dst: str, n: int) -> tuple[list[dict[str, Any]], int] | None:
     lines, cursor = harness.recorder.lines(dst, 0)
     return (lines, cursor) if len(lines) >= n else None
+
+
+async def test_a_segment_destination_forwards_batches_to_a_tracking_api(
+    harness: Harness, http_server: HttpServer
+) -> None:
+    http_server.route("/v1/batch", 200, {"success": True})
+    dst = harness.destination(type="segment", url=http_server.url, writeKey="downstream-key", batchSize=20)
+    harness.instance(harness.function(), dst)
+    await harness.apply()
+    await harness.send(*(track(n) for n in range(30)))
+    await until(lambda: sum(len(b["batch"]) for b in http_server.bodies("/v1/batch")) == 30)
+    bodies = http_server.bodies("/v1/batch")
+    assert sorted(len(b["batch"]) for b in bodies) == [10, 20]
+    assert all(e["properties"]["via"] == "sluice" for b in bodies for e in b["batch"])
+    [auth] = {r.headers["Authorization"] for r in http_server.requests}
+    assert auth == "Basic " + base64.b64encode(b"downstream-key:").decode()

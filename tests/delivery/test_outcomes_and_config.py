@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from sluice.delivery import SENSITIVE_FIELDS, Outcome, mask_config, retryable, secrets_of, validate_config
+from sluice.delivery import SENSITIVE_PATHS, Outcome, mask_config, retryable, secrets_of, validate_config
 from sluice.delivery.outcomes import REDACTED, trace_request, trace_response
+from sluice.delivery.secrets import value_at
 from sluice.errors import InvalidInput
 
 
@@ -152,7 +153,7 @@ def test_bad_config_names_the_field(type_: str, config: Any, field: str) -> None
 
 
 def test_sensitive_fields_and_masking() -> None:
-    assert {"webhook": {"headers"}, "segment": {"writeKey"}} == SENSITIVE_FIELDS
+    assert SENSITIVE_PATHS["webhook"] == (("headers",),) and SENSITIVE_PATHS["segment"] == (("writeKey",),)
     hook: dict[str, Any] = {"url": "http://h/x", "headers": {"Authorization": "Bearer t", "X-Env": "prod"}}
     assert mask_config("webhook", hook) == {
         "url": "http://h/x",
@@ -163,3 +164,22 @@ def test_sensitive_fields_and_masking() -> None:
     assert mask_config("segment", seg) == {"url": "http://h", "writeKey": "••••••"}
     assert secrets_of("segment", seg) == ["wk"]
     assert hook["headers"]["Authorization"] == "Bearer t"  # the input is not modified
+
+
+def test_secrets_nested_in_lists_are_found_masked_and_never_modified_in_place() -> None:
+    config: dict[str, Any] = {
+        "subscriptions": [
+            {"name": "a", "request": {"url": "http://h/a", "headers": {"Authorization": "Bearer one"}}},
+            {"name": "b", "request": {"url": "http://h/b"}},
+            {"name": "c", "request": {"url": "http://h/c", "headers": {"X-Key": "two", "X-Empty": ""}}},
+        ],
+        "timeoutMs": 100,
+    }
+    assert sorted(secrets_of("actions-webhook", config)) == ["Bearer one", "two"]
+    masked = mask_config("actions-webhook", config)
+    assert masked["subscriptions"][0]["request"]["headers"] == {"Authorization": "••••••"}
+    assert masked["subscriptions"][2]["request"]["headers"] == {"X-Key": "••••••", "X-Empty": ""}
+    assert masked["subscriptions"][1] == config["subscriptions"][1] and masked["timeoutMs"] == 100
+    assert config["subscriptions"][0]["request"]["headers"]["Authorization"] == "Bearer one"
+    assert value_at(config, ("subscriptions", 2, "request", "headers", "X-Key")) == "two"
+    assert value_at(config, ("subscriptions", 9, "request")) is None

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Engine, insert
 
 from sluice.catalog import tables
 from sluice.catalog.access import Actor, Decision
-from sluice.delivery.config import SENSITIVE_FIELDS
+from sluice.delivery.secrets import Location, map_secrets, value_at
 from sluice.errors import Forbidden
 from sluice.functions.settings import SettingSpec, mask
 
@@ -134,48 +134,26 @@ class Core:
         sensitive = {s.name for s in schema if s.sensitive}
         return {name: mask_value(clear.get(name)) if name in sensitive else value for name, value in stored.items()}
 
-    # Destination configs: which fields are secret depends on the destination type
-    # (sluice.delivery.SENSITIVE_FIELDS); a mapping field (webhook headers) has each value secret.
+    # Destination configs: where the secrets are depends on the destination type
+    # (sluice.delivery.secrets.SENSITIVE_PATHS); a mapping (webhook headers) has each value secret.
 
     def seal_config(self, type_: str, config: Mapping[str, Any]) -> dict[str, Any]:
-        """Encrypt the type's sensitive fields of a validated, clear config."""
-        out = dict(config)
-        for name in SENSITIVE_FIELDS.get(type_, set()) & config.keys():
-            value = config[name]
-            if isinstance(value, Mapping):
-                out[name] = {k: self.box.encrypt(json.dumps(v)) for k, v in value.items()}
-            elif value is not None:
-                out[name] = self.box.encrypt(json.dumps(value))
-        return out
+        """Encrypt the type's sensitive values of a validated, clear config."""
+        return map_secrets(type_, config, lambda v, _: None if v is None else self.box.encrypt(json.dumps(v)))
 
     def open_config(self, type_: str, stored: Mapping[str, Any]) -> dict[str, Any]:
-        out = dict(stored)
-        for name in SENSITIVE_FIELDS.get(type_, set()) & stored.keys():
-            value = stored[name]
-            if isinstance(value, Mapping):
-                out[name] = {k: json.loads(self.box.decrypt(v)) for k, v in value.items()}
-            elif isinstance(value, str):
-                out[name] = json.loads(self.box.decrypt(value))
-        return out
+        return map_secrets(type_, stored, lambda v, _: json.loads(self.box.decrypt(v)) if isinstance(v, str) else v)
 
     def masked_config(self, type_: str, stored: Mapping[str, Any]) -> dict[str, Any]:
-        clear = self.open_config(type_, stored)
-        out = dict(clear)
-        for name in SENSITIVE_FIELDS.get(type_, set()) & clear.keys():
-            value = clear[name]
-            out[name] = (
-                {k: mask_value(v) for k, v in value.items()} if isinstance(value, Mapping) else mask_value(value)
-            )
-        return out
+        return map_secrets(type_, self.open_config(type_, stored), lambda v, _: mask_value(v))
 
     @staticmethod
     def unmask_config(type_: str, incoming: Mapping[str, Any], previous: Mapping[str, Any]) -> dict[str, Any]:
-        """A config sent back with masked secrets: the masked values take the previous clear ones."""
-        out = dict(incoming)
-        for name in SENSITIVE_FIELDS.get(type_, set()) & incoming.keys():
-            value, before = incoming[name], previous.get(name)
-            if isinstance(value, Mapping) and isinstance(before, Mapping):
-                out[name] = {k: before[k] if is_masked(v) and k in before else v for k, v in value.items()}
-            elif is_masked(value) and before is not None:
-                out[name] = before
-        return out
+        """A config sent back with masked secrets: a masked value takes the clear one stored at the
+        same place (same keys, same list positions)."""
+
+        def keep(value: Any, location: Location) -> Any:
+            before = value_at(previous, location)
+            return before if is_masked(value) and before is not None else value
+
+        return map_secrets(type_, incoming, keep)

@@ -14,13 +14,14 @@ from sluice.delivery.adapters import (
     map_status,
     parse_retry_after,
 )
-from sluice.delivery.config import ADAPTER_TYPES, SENSITIVE_FIELDS, mask_config, secrets_of, validate_config
+from sluice.delivery.config import ADAPTER_TYPES, validate_config
 from sluice.delivery.outcomes import DeliveryResult, Outcome, retryable
 from sluice.delivery.retry import Expire, RetryAt, RetryDecision, RetryPolicy
+from sluice.delivery.secrets import SENSITIVE_PATHS, mask_config, secrets_of
 
 __all__ = [
     "ADAPTER_TYPES",
-    "SENSITIVE_FIELDS",
+    "SENSITIVE_PATHS",
     "DeliveryResult",
     "DestinationAdapter",
     "Expire",

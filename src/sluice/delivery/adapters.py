@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import httpx
 import orjson
 
-from sluice.delivery.config import ADAPTER_TYPES, SENSITIVE_FIELDS, validate_config
+from sluice.delivery.config import ADAPTER_TYPES, validate_config
 from sluice.delivery.outcomes import (
     DeliveryResult,
     Outcome,
@@ -36,7 +36,6 @@ from sluice.errors import InvalidInput
 
 __all__ = [
     "ADAPTER_TYPES",
-    "SENSITIVE_FIELDS",
     "DestinationAdapter",
     "SegmentForwarderAdapter",
     "WebhookAdapter",

@@ -16,9 +16,6 @@ __all__ = [
     "ADAPTER_TYPES",
     "DEFAULT_RETRY_MAX_AGE_S",
     "DESTINATION_TYPES",
-    "SENSITIVE_FIELDS",
-    "mask_config",
-    "secrets_of",
     "validate_config",
 ]
 
@@ -32,11 +29,6 @@ DESTINATION_TYPES = ADAPTER_TYPES | {"function"}
 DEFAULT_RETRY_MAX_AGE_S = 4 * 3600
 _RETRY_MAX_AGE_RANGE = (1, 7 * 24 * 3600)
 
-#: Per type, the config fields whose value is secret. For a mapping field (``headers``) every
-#: value of the mapping is secret, its keys are not.
-SENSITIVE_FIELDS: dict[str, set[str]] = {"webhook": {"headers"}, "segment": {"writeKey"}}
-
-MASK = "••••••"
 WEBHOOK_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _BATCH_RANGE = (1, 500)
 _TIMEOUT_RANGE = (100, 120_000)
@@ -133,28 +125,3 @@ def validate_config(type: str, config: Any) -> dict[str, Any]:
         "timeoutMs": _int(config, "timeoutMs", 10_000, _TIMEOUT_RANGE),
         **retry,
     }
-
-
-def secrets_of(type: str, config: Mapping[str, Any]) -> list[str]:
-    """The secret strings in a config, to redact from traces."""
-    out: list[str] = []
-    for name in SENSITIVE_FIELDS.get(type, set()):
-        value = config.get(name)
-        if isinstance(value, str):
-            out.append(value)
-        elif isinstance(value, Mapping):
-            out.extend(v for v in value.values() if isinstance(v, str))
-    return out
-
-
-def mask_config(type: str, config: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``config`` safe to show: sensitive values replaced by a mask."""
-    sensitive = SENSITIVE_FIELDS.get(type, set())
-    out = dict(config)
-    for name in sensitive & out.keys():
-        value = out[name]
-        if isinstance(value, Mapping):
-            out[name] = {k: MASK for k in value}
-        elif value not in (None, ""):
-            out[name] = MASK
-    return out

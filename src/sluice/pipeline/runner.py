@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import httpx
 
 from sluice.delivery.adapters import make_adapter
-from sluice.delivery.config import secrets_of
 from sluice.delivery.recorder import DeliveryRecorder
 from sluice.delivery.retry import RetryPolicy
+from sluice.delivery.secrets import secrets_of
 from sluice.errors import FunctionLoadError, SluiceError
 from sluice.functions.pool import FunctionSource, Limits, WorkerPool
 from sluice.functions.settings import secret_strings

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each figure printed beside its ceiling from the same run.
 
-Run one with `sluice bench runtime|queue|pipeline [--json]`. Results go to stdout; with
+Run one with `sluice bench runtime|queue|pipeline|fql [--json]`. Results go to stdout; with
 SLUICE_BENCH_JSON=path the JSON reports are also written to that file (one object per line).
 """
 
@@ -11,6 +11,7 @@ import os
 
 import orjson
 
+from sluice.bench import fql as fql_bench
 from sluice.bench import pipeline as pipeline_bench
 from sluice.bench import queue as queue_bench
 from sluice.bench.runtime import format_report, run_benchmark
@@ -27,6 +28,9 @@ def main() -> None:
     pipeline_report = asyncio.run(pipeline_bench.run_benchmark())
     print(pipeline_bench.format_report(pipeline_report))
     reports.append({"benchmark": "pipeline", **pipeline_report})
+    fql_report = fql_bench.run_benchmark()
+    print(fql_bench.format_report(fql_report))
+    reports.append({"benchmark": "fql", **fql_report})
     target = os.environ.get("SLUICE_BENCH_JSON")
     if target:
         with open(target, "ab") as out:

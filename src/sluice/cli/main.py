@@ -9,6 +9,7 @@ from sluice.cli import fn_remote  # noqa: F401  (registers fn push|deploy|versio
 from sluice.cli.bench_cmd import bench_group
 from sluice.cli.delivery_cmd import replay, tail
 from sluice.cli.fn_cmd import fn_group
+from sluice.cli.fql_cmd import fql_group
 from sluice.cli.remote import login
 from sluice.cli.serve_cmd import serve
 
@@ -23,6 +24,7 @@ cli.add_command(serve)
 cli.add_command(login)
 cli.add_command(fn_group)
 cli.add_command(bench_group)
+cli.add_command(fql_group)
 cli.add_command(replay)
 cli.add_command(tail)
 

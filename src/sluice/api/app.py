@@ -15,7 +15,7 @@ from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sluice import __version__
-from sluice.api import routes_admin, routes_delivery, routes_functions
+from sluice.api import routes_admin, routes_delivery, routes_filters, routes_functions
 from sluice.catalog.service import Catalog
 from sluice.delivery.recorder import DeliveryRecorder
 from sluice.errors import ApiError, RateLimited
@@ -104,6 +104,7 @@ def create_api(
     api.include_router(routes_functions.router)
     api.include_router(routes_admin.router)
     api.include_router(routes_delivery.router)
+    api.include_router(routes_filters.router)
     api.add_exception_handler(ApiError, _api_error)
     api.add_exception_handler(RequestValidationError, _validation_error)
     api.add_exception_handler(StarletteHTTPException, _http_error)

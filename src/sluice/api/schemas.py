@@ -7,7 +7,7 @@ rules (lengths, code that loads, settings against a schema) in the catalog servi
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -427,3 +427,93 @@ class QueueOut(Document):
     leased: int
     deadLetters: int
     backlog: int
+
+
+# --- destination filters (Segment's Public API shape) ------------------------------------------------
+
+FilterActionType = Literal["DROP", "SAMPLE", "DROP_PROPERTIES", "ALLOW_PROPERTIES"]
+
+
+class FilterAction(Request):
+    """``{"type": "DROP"}``, ``{"type": "SAMPLE", "percent", "path"?}``, or
+    ``{"type": "DROP_PROPERTIES" | "ALLOW_PROPERTIES", "fields": {path: [keys]}}``."""
+
+    type: FilterActionType
+    percent: Annotated[float, Field(strict=True, ge=0, le=1)] | None = Field(
+        None, description="SAMPLE: the share of matching events kept (0–1)"
+    )
+    path: str | None = Field(
+        None, description="SAMPLE: a dot path; the same value there is always kept or always dropped"
+    )
+    fields: dict[str, list[str]] | None = Field(
+        None, description='DROP_PROPERTIES / ALLOW_PROPERTIES: {path: [keys]}; "" is the top level'
+    )
+
+
+class FilterCreate(Request):
+    sourceId: str | None = Field(None, description="Only events of this source; null: every source")
+    if_: str = Field(alias="if", description="FQL condition (at most 5 KB), e.g. all or type = 'track'")
+    actions: list[FilterAction]
+    title: str = Field("", description="At most 64 characters")
+    description: str = ""
+    enabled: bool = True
+
+
+class FilterUpdate(Request):
+    sourceId: str | None = None
+    if_: str | None = Field(None, alias="if")
+    actions: list[FilterAction] | None = None
+    title: str | None = None
+    description: str | None = None
+    enabled: bool | None = None
+
+
+class DropActionOut(Document):
+    type: Literal["DROP"]
+
+
+class SampleActionOut(Document):
+    type: Literal["SAMPLE"]
+    percent: float
+    path: str | None = None
+
+
+class PropertiesActionOut(Document):
+    type: Literal["DROP_PROPERTIES", "ALLOW_PROPERTIES"]
+    fields: dict[str, list[str]]
+
+
+FilterActionOut = Annotated[DropActionOut | SampleActionOut | PropertiesActionOut, Field(discriminator="type")]
+
+
+class FilterOut(Document):
+    id: str
+    destinationId: str
+    sourceId: str | None
+    if_: str = Field(alias="if")
+    actions: list[FilterActionOut]
+    title: str
+    description: str
+    enabled: bool
+    createdAt: str
+    updatedAt: str
+
+
+class FilterPreviewFilter(Request):
+    if_: str = Field(alias="if")
+    actions: list[FilterAction]
+
+
+class FilterPreviewRequest(Request):
+    filter: FilterPreviewFilter
+    payload: dict[str, Any]
+
+
+class FilterPreviewOut(Document):
+    inputPayload: dict[str, Any]
+    result: dict[str, Any] | None = Field(description="The event after the filter; null when it is dropped")
+    reason: str | None = Field(None, description="Why it was dropped (sluice's addition)")
+
+
+class FilterPreviewEnvelope(BaseModel):
+    data: FilterPreviewOut

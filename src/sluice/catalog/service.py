@@ -13,6 +13,7 @@ from sluice.catalog.core import Box, Core, utcnow
 from sluice.catalog.crypto import SecretBox, load_or_create_key
 from sluice.catalog.db import create_engine_for, migrate
 from sluice.catalog.delivery_store import DeliveryStore
+from sluice.catalog.filters import FiltersService
 from sluice.catalog.functions import FunctionsService, PreviewRunner
 from sluice.config import Config
 from sluice.functions.run import arun_function
@@ -35,6 +36,7 @@ class Catalog:
         self.destinations = DestinationsService(self.core)
         self.admin = AdminService(self.core)
         self.delivery = DeliveryStore(self.core)
+        self.filters = FiltersService(self.core)
 
     @classmethod
     def open(cls, config: Config, **kwargs: object) -> Catalog:

@@ -193,3 +193,21 @@ delivery_samples = Table(
     Column("response", JSON, nullable=True),
     Index("ix_delivery_samples_destination_id_at", "destination_id", "at"),
 )
+
+# --- destination filters (DESIGN §1), managed by sluice.catalog.filters -----------------------------
+
+destination_filters = Table(
+    "destination_filters",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("destination_id", String(40), ForeignKey("destinations.id", ondelete="CASCADE"), nullable=False, index=True),
+    # None = events of every source; a filter scoped to a source goes with it
+    Column("source_id", String(40), ForeignKey("sources.id", ondelete="CASCADE"), nullable=True),
+    Column("if_", Text, nullable=False),  # the FQL condition as written
+    Column("actions", JSON, nullable=False),  # [{type, percent?, path?, fields?}] as the API shows them
+    Column("title", String(64), nullable=False),
+    Column("description", Text, nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("position", Integer, nullable=False),  # order within the destination (creation order)
+    *_times(),
+)

@@ -1,5 +1,6 @@
-"""The pipeline's view of the catalog: every destination with its sources, config (decrypted)
-and insert function instance (deployed version, decrypted settings), read in one transaction.
+"""The pipeline's view of the catalog: every destination with its sources, config (decrypted),
+enabled destination filters (compiled) and insert function instance (deployed version,
+decrypted settings), read in one transaction.
 
 The pipeline polls this every few seconds (``Pipeline.refresh_s``) and compares snapshots, so a
 deploy, an enabled flag or a settings change reaches delivery without a restart.
@@ -13,6 +14,7 @@ from sqlalchemy import select
 
 from sluice.catalog import tables
 from sluice.catalog.core import Core
+from sluice.catalog.filters import FiltersService
 from sluice.functions.settings import parse_schema
 from sluice.pipeline.plan import DestinationPlan, FunctionPlan
 
@@ -63,6 +65,7 @@ def load_plans(core: Core) -> list[DestinationPlan]:
                 schema=schema,
                 settings=core.open_settings(schema, row["settings"]),
             )
+        filters = FiltersService(core).for_pipeline(conn)
         plans = []
         for row in conn.execute(select(d).order_by(d.c.created_at, d.c.id)).mappings():
             plans.append(
@@ -74,6 +77,7 @@ def load_plans(core: Core) -> list[DestinationPlan]:
                     source_ids=frozenset(sources.get(row["id"], ())),
                     config=core.open_config(row["type"], row["config"]),
                     function=functions.get(row["id"]),
+                    filters=tuple(filters.get(row["id"], ())),
                 )
             )
         return plans

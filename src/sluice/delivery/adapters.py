@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 import orjson
@@ -33,6 +33,9 @@ from sluice.delivery.outcomes import (
     trace_response,
 )
 from sluice.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from sluice.delivery.actions_adapter import ActionsWebhookAdapter
 
 __all__ = [
     "ADAPTER_TYPES",
@@ -302,10 +305,14 @@ def make_adapter(
     client: httpx.AsyncClient,
     secrets: Sequence[str] = (),
     trace_delivered: bool = False,
-) -> DestinationAdapter:
+) -> DestinationAdapter | ActionsWebhookAdapter:
     """The adapter for a destination type; ``InvalidInput`` for a bad config or unknown type."""
     if type == "webhook":
         return WebhookAdapter(config, client=client, secrets=secrets, trace_delivered=trace_delivered)
     if type == "segment":
         return SegmentForwarderAdapter(config, client=client, secrets=secrets, trace_delivered=trace_delivered)
+    if type == "actions-webhook":
+        from sluice.delivery.actions_adapter import ActionsWebhookAdapter  # it builds on _HttpAdapter here
+
+        return ActionsWebhookAdapter(config, client=client, secrets=secrets, trace_delivered=trace_delivered)
     raise InvalidInput(f"destination type {type!r} has no delivery adapter", field="type")

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from sluice.actions.config import ACTIONS_WEBHOOK_TYPE, validate_actions_config
 from sluice.errors import InvalidInput
 
 __all__ = [
@@ -23,7 +24,7 @@ __all__ = [
 #: DESTINATION) are run by the functions runtime, not by ``sluice.delivery``.
 ADAPTER_TYPES = frozenset({"webhook", "segment"})
 #: Every destination type a destination may have.
-DESTINATION_TYPES = ADAPTER_TYPES | {"function"}
+DESTINATION_TYPES = ADAPTER_TYPES | {"function", ACTIONS_WEBHOOK_TYPE}
 #: How long a failing event is retried before it expires (DESIGN §3.3), per destination
 #: ``retryMaxAgeS`` (every type accepts it).
 DEFAULT_RETRY_MAX_AGE_S = 4 * 3600
@@ -96,6 +97,8 @@ def validate_config(type: str, config: Any) -> dict[str, Any]:
         )
     if not isinstance(config, Mapping):
         raise InvalidInput("config must be an object", field="config")
+    if type == ACTIONS_WEBHOOK_TYPE:
+        return validate_actions_config(config)
     retry = {"retryMaxAgeS": _int(config, "retryMaxAgeS", DEFAULT_RETRY_MAX_AGE_S, _RETRY_MAX_AGE_RANGE)}
     if type == "function":  # the connected DESTINATION function is the destination
         _reject_unknown(config, {"retryMaxAgeS"})

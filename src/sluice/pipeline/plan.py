@@ -14,8 +14,9 @@ from typing import Any
 import orjson
 
 from sluice.delivery.config import DEFAULT_RETRY_MAX_AGE_S
+from sluice.filters import DestinationFilter
 from sluice.functions.settings import SettingSpec
-from sluice.pipeline.router import FilterRule, Route
+from sluice.pipeline.router import Route
 
 __all__ = ["DestinationPlan", "FunctionPlan"]
 
@@ -59,7 +60,7 @@ class DestinationPlan:
     source_ids: frozenset[str]
     config: Mapping[str, Any]
     function: FunctionPlan | None = None
-    filters: tuple[FilterRule, ...] = ()
+    filters: tuple[DestinationFilter, ...] = ()
 
     @property
     def retry_max_age_s(self) -> float:

@@ -4,70 +4,29 @@ For one event on one destination, :func:`decide` applies, in order:
 
 1. source connected and destination enabled → else ``Filtered(by="not_connected" | "disabled")``;
 2. the Segment ``integrations`` object (keys case-sensitive) → else ``Filtered(by="integrations")``;
-3. the enabled destination filters of that source→destination pair, in order
-   → else ``Filtered(by="destination_filter")``;
-4. ``Proceed(use_function=...)``: run the insert function when an instance exists and is enabled.
+3. the destination filters (:mod:`sluice.filters`: FQL conditions; Sample → Drop → Drop
+   Properties → Allow Properties) → ``Filtered(by="destination_filter")``, or the event with
+   properties removed;
+4. ``Proceed(use_function=..., event=...)``: run the insert function when an instance exists and
+   is enabled; ``event`` is the filtered event when the filters changed it, else ``None``.
 
-Everything here is pure: no I/O, no clock, no queue. A ``Filtered`` decision is recorded as
-:attr:`Outcome.FILTERED` with ``by`` as its reason code.
+No I/O, no clock, no queue (SAMPLE without a path draws from the given ``rng``). A ``Filtered``
+decision is recorded as :attr:`Outcome.FILTERED` with ``by`` as its reason code.
 """
 
 from __future__ import annotations
 
+import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from sluice.delivery.outcomes import Outcome
+from sluice.filters import DestinationFilter, Dropped, apply_filters
 
-__all__ = ["Decision", "FilterRule", "Filtered", "FilteredBy", "Proceed", "Route", "decide", "integrations_allow"]
+__all__ = ["Decision", "Filtered", "FilteredBy", "Proceed", "Route", "decide", "integrations_allow"]
 
 FilteredBy = Literal["not_connected", "disabled", "integrations", "destination_filter"]
-
-#: Actions of Segment's destination filters. Only DROP is supported until the FQL issue lands.
-KNOWN_ACTIONS = frozenset({"DROP", "SAMPLE", "ALLOW_PROPERTIES", "DROP_PROPERTIES"})
-SUPPORTED_ACTIONS = frozenset({"DROP"})
-#: Conditions understood before FQL arrives.
-SUPPORTED_CONDITIONS = frozenset({"all"})
-
-
-@dataclass(frozen=True, slots=True)
-class FilterRule:
-    """One destination filter: a condition (``if_``) and its actions, optionally for one source only.
-
-    Until the FQL language arrives only ``if_="all"`` with the ``DROP`` action is supported;
-    anything else raises :class:`ValueError` here, so a filter is never silently ignored.
-    """
-
-    if_: str = "all"
-    actions: tuple[str, ...] = ("DROP",)
-    enabled: bool = True
-    source_id: str | None = None
-    name: str = ""
-
-    def __post_init__(self) -> None:
-        if self.if_ not in SUPPORTED_CONDITIONS:
-            raise ValueError(
-                f"unsupported destination filter condition {self.if_!r}: only 'all' is supported until FQL"
-            )
-        object.__setattr__(self, "actions", tuple(self.actions))
-        if not self.actions:
-            raise ValueError(f"destination filter {self.if_!r} has no actions")
-        for action in self.actions:
-            if action not in KNOWN_ACTIONS:
-                raise ValueError(
-                    f"unknown destination filter action {action!r} (known: {', '.join(sorted(KNOWN_ACTIONS))})"
-                )
-            if action not in SUPPORTED_ACTIONS:
-                raise ValueError(f"destination filter action {action!r} is not supported yet (only DROP)")
-
-    def applies_to(self, source_id: str) -> bool:
-        return self.enabled and (self.source_id is None or self.source_id == source_id)
-
-    def describe(self, position: int) -> str:
-        label = f"{self.name!r} " if self.name else ""
-        scope = f" for source {self.source_id}" if self.source_id is not None else ""
-        return f"destination filter {label}#{position} (if {self.if_} → {', '.join(self.actions)}){scope}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,22 +42,24 @@ class Route:
     enabled: bool
     source_ids: frozenset[str] = field(default_factory=frozenset)
     instance_enabled: bool | None = None
-    filters: tuple[FilterRule, ...] = ()
+    filters: tuple[DestinationFilter, ...] = ()
 
     def __post_init__(self) -> None:
         # Accept any iterable from callers building routes from rows; store immutable values.
         object.__setattr__(self, "source_ids", frozenset(self.source_ids))
         object.__setattr__(self, "filters", tuple(self.filters))
         for rule in self.filters:
-            if not isinstance(rule, FilterRule):
-                raise TypeError(f"Route.filters holds {type(rule).__name__}, expected FilterRule")
+            if not isinstance(rule, DestinationFilter):
+                raise TypeError(f"Route.filters holds {type(rule).__name__}, expected DestinationFilter")
 
 
 @dataclass(frozen=True, slots=True)
 class Proceed:
-    """The event goes on: through the insert function when ``use_function``, else straight to the adapter."""
+    """The event goes on: through the insert function when ``use_function``, else straight to the
+    adapter; ``event`` is the event the filters changed (properties removed), or ``None``."""
 
     use_function: bool
+    event: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +99,7 @@ def integrations_allow(integrations: object, destination_name: str) -> tuple[boo
     return True, "integrations['All'] is not false"
 
 
-def decide(route: Route, source_id: str, event: Mapping[str, Any]) -> Decision:
+def decide(route: Route, source_id: str, event: Mapping[str, Any], *, rng: random.Random | None = None) -> Decision:
     """What happens to ``event`` from ``source_id`` on ``route`` before the insert function."""
     if source_id not in route.source_ids:
         return Filtered(
@@ -149,7 +110,10 @@ def decide(route: Route, source_id: str, event: Mapping[str, Any]) -> Decision:
     allowed, why = integrations_allow(event.get("integrations"), route.destination_name)
     if not allowed:
         return Filtered("integrations", why)
-    for position, rule in enumerate(route.filters, start=1):
-        if rule.applies_to(source_id) and rule.if_ == "all" and "DROP" in rule.actions:
-            return Filtered("destination_filter", f"dropped by {rule.describe(position)}")
-    return Proceed(use_function=route.instance_enabled is True)
+    changed = None
+    if route.filters:
+        outcome = apply_filters(route.filters, source_id, event if isinstance(event, dict) else dict(event), rng=rng)
+        if isinstance(outcome, Dropped):
+            return Filtered("destination_filter", outcome.reason)
+        changed = outcome.event if outcome.changed else None
+    return Proceed(use_function=route.instance_enabled is True, event=changed)

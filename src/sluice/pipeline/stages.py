@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from sluice.delivery.actions_adapter import ActionsWebhookAdapter
 from sluice.delivery.adapters import DestinationAdapter
 from sluice.delivery.outcomes import DeliveryResult, Outcome
 from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine, Sample
@@ -41,6 +42,8 @@ DEAD_LETTER_OUTCOMES = frozenset(
     {Outcome.EXPIRED, Outcome.BAD_REQUEST, Outcome.INVALID_SETTINGS, Outcome.REJECTED_BY_DESTINATION}
 )
 _RETRY_OUTCOMES = frozenset({Outcome.RETRYING, Outcome.TIMEOUT})
+#: Which of several outcomes decides an entry's fate in the queue (higher wins).
+_RANK = {Outcome.DELIVERED: 0, **dict.fromkeys(DEAD_LETTER_OUTCOMES, 2), **dict.fromkeys(_RETRY_OUTCOMES, 3)}
 _FUNCTION_STATUS = {
     "filtered": Outcome.FILTERED,
     "dropped": Outcome.DROPPED,
@@ -61,7 +64,7 @@ class Generation:
     plan: DestinationPlan
     route: Route
     pool: WorkerPool | None = None
-    adapter: DestinationAdapter | None = None
+    adapter: DestinationAdapter | ActionsWebhookAdapter | None = None
     load_error: FunctionLoadError | None = None
     users: int = 0
     retired: bool = False
@@ -121,6 +124,19 @@ class _Batch:
         self.out = Settlement()
         self.tail = recorder.following(self.dest)
         self._decoded: dict[str, Any] = {}
+        #: events changed by destination filters (entry id → event), sent on instead of the stored one
+        self.changed: dict[str, dict[str, Any]] = {}
+        #: actions destinations: the subscriptions each event's triggers fired (before the function)
+        self.fired: dict[str, tuple[int, ...]] = {}
+
+    def input_bytes(self, item: Leased) -> bytes:
+        """What the function (or the adapter) gets: the stored bytes, or the filtered event."""
+        changed = self.changed.get(item.entry_id)
+        return item.payload if changed is None else orjson.dumps(changed)
+
+    def input_event(self, item: Leased) -> Any:
+        changed = self.changed.get(item.entry_id)
+        return self.event_of(item) if changed is None else changed
 
     def event_of(self, item: Leased) -> Any:
         if item.entry_id not in self._decoded:
@@ -152,6 +168,16 @@ class _Batch:
             if outcome is Outcome.DELIVERED:
                 self.out.latencies_ms.append(max(0.0, (self.now - item.appended_at) * 1000))
         self._note(item, outcome, code, reason, extra)
+
+    def dispose_each(self, item: Leased, parts: Sequence[tuple[Outcome, str, str, _Extra]]) -> None:
+        """Several outcomes for one entry (an actions destination's subscriptions): each is
+        counted; the entry is retried if any part is to be retried, else dead-lettered if any
+        part is, else acked."""
+        worst = max(parts, key=lambda part: _RANK.get(part[0], 1))
+        self.dispose(item, *worst)
+        for part in parts:
+            if part is not worst:
+                self._note(item, *part)
 
     def _note(self, item: Leased, outcome: Outcome, code: str, reason: str, extra: _Extra) -> None:
         self.out.counts[(str(outcome), code)] += 1
@@ -232,26 +258,41 @@ async def process(
     """Route, run the function, send to the adapter; every entry ends in the settlement once."""
     batch = _Batch(gen, recorder, policy, rng, clock())
     plan = gen.plan
+    actions = gen.adapter if isinstance(gen.adapter, ActionsWebhookAdapter) else None
+    plain = None if isinstance(gen.adapter, ActionsWebhookAdapter) else gen.adapter
+    decode_all = actions is not None or bool(gen.route.filters)
     to_function: list[Leased] = []
     to_adapter: list[tuple[Leased, bytes | dict[str, Any]]] = []
     for item in leased:
-        view = _routing_view(item.payload)
-        if view is None:
+        view = batch.event_of(item) if decode_all else _routing_view(item.payload)
+        if not isinstance(view, dict):
             batch.dispose(item, Outcome.BAD_REQUEST, "invalid_event", "the stored event is not a JSON object")
             continue
-        decision = decide(gen.route, item.source_id, view)
+        decision = decide(gen.route, item.source_id, view, rng=rng)
         if isinstance(decision, Filtered):
             batch.dispose(item, Outcome.FILTERED, decision.by, decision.reason)
-        elif decision.use_function:
+            continue
+        if decision.event is not None:
+            batch.changed[item.entry_id] = decision.event
+        if actions is not None:  # triggers see the event before the function, as in Segment
+            fired = actions.triggered(decision.event if decision.event is not None else view)
+            if not fired:
+                batch.dispose(item, Outcome.FILTERED, "trigger", "no subscription's trigger matched the event")
+                continue
+            batch.fired[item.entry_id] = fired
+        if decision.use_function:
             to_function.append(item)
         elif plan.is_function_destination:
             batch.dispose(item, Outcome.FILTERED, "disabled", f"destination function of {plan.name!r} is not enabled")
         else:
-            to_adapter.append((item, item.payload))
+            to_adapter.append((item, batch.input_bytes(item)))
     if to_function:
         to_adapter.extend(await _run_function(batch, to_function, batch_mode))
     if to_adapter:
-        await _send(batch, to_adapter)
+        if actions is not None:
+            await _send_actions(batch, actions, to_adapter)
+        else:
+            await _send(batch, plain, to_adapter)
     return batch.out
 
 
@@ -272,7 +313,7 @@ async def _run_function(
         if pool is None:
             raise SluiceError("the function's worker pool is not running")
         if batch_mode:
-            events = [batch.event_of(item) for item in items]
+            events = [batch.input_event(item) for item in items]
             reply = await pool.run_batch(events)
             shared = _Extra(_error_of(reply), list(reply.get("logs", [])), list(reply.get("requests", [])))
             pairs: list[tuple[Leased, dict[str, Any], _Extra]] = [
@@ -280,7 +321,7 @@ async def _run_function(
                 for item, slot in zip(items, reply["results"], strict=True)
             ]
         else:
-            results = await pool.run_encoded_events([item.payload for item in items])
+            results = await pool.run_encoded_events([batch.input_bytes(item) for item in items])
             pairs = [
                 (item, result, _Extra(_error_of(result), result["logs"], result["requests"]))
                 for item, result in zip(items, results, strict=True)
@@ -306,8 +347,9 @@ async def _run_function(
     return forward
 
 
-async def _send(batch: _Batch, items: list[tuple[Leased, bytes | dict[str, Any]]]) -> None:
-    adapter = batch.gen.adapter
+async def _send(
+    batch: _Batch, adapter: DestinationAdapter | None, items: list[tuple[Leased, bytes | dict[str, Any]]]
+) -> None:
     if adapter is None:
         for item, _ in items:
             batch.dispose(
@@ -325,8 +367,41 @@ async def _send(batch: _Batch, items: list[tuple[Leased, bytes | dict[str, Any]]
         if result.outcome is Outcome.DELIVERED:
             batch.dispose(item, Outcome.DELIVERED, "", result.reason)
             continue
-        code = f"HTTP {result.status_code}" if result.status_code is not None else str(result.outcome)
-        if result.status_code is None and result.outcome is Outcome.RETRYING:
-            code = "network_error"
+        code = _result_code(result)
         extra = _Extra(request=result.request, response=result.response, retry_after_s=result.retry_after_s)
         batch.dispose(item, result.outcome, code, result.reason, extra)
+
+
+async def _send_actions(
+    batch: _Batch, adapter: ActionsWebhookAdapter, items: list[tuple[Leased, bytes | dict[str, Any]]]
+) -> None:
+    """Map and send each event for the subscriptions its triggers fired; one outcome per subscription."""
+    events: list[tuple[Leased, dict[str, Any]]] = []
+    for item, event in items:
+        decoded = orjson.loads(event) if isinstance(event, bytes) else event
+        if isinstance(decoded, dict):
+            events.append((item, decoded))
+        else:
+            batch.dispose(
+                item, Outcome.BAD_REQUEST, "invalid_event", "the function returned an event that is not an object"
+            )
+    try:
+        results = await adapter.send_mapped([(event, batch.fired[item.entry_id]) for item, event in events])
+    except Exception as exc:  # an adapter bug must not lose the batch: retry it
+        reason = f"adapter failed: {type(exc).__name__}: {exc}"
+        for item, _ in events:
+            batch.dispose(item, Outcome.RETRYING, "adapter_error", reason)
+        return
+    for (item, _), per_subscription in zip(events, results, strict=True):
+        parts = []
+        for name, result in per_subscription:
+            code = name if result.outcome is Outcome.DELIVERED else f"{name}: {_result_code(result)}"
+            extra = _Extra(request=result.request, response=result.response, retry_after_s=result.retry_after_s)
+            parts.append((result.outcome, code, f"subscription {name!r}: {result.reason}", extra))
+        batch.dispose_each(item, parts)
+
+
+def _result_code(result: DeliveryResult) -> str:
+    if result.status_code is not None:
+        return f"HTTP {result.status_code}"
+    return "network_error" if result.outcome is Outcome.RETRYING else str(result.outcome)

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 from sluice.actions.mapping import Mapper, MappingError, compile_mapping
+from sluice.config_checks import check_headers, check_int, check_url
 from sluice.errors import InvalidInput
 from sluice.fql import Condition, FqlError, compile_fql
 
@@ -79,12 +79,7 @@ def _reject_unknown(value: Mapping[str, Any], known: tuple[str, ...], where: str
 
 
 def _int(value: Any, field: str, name: str, bounds: tuple[int, int]) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(field, f"{name} must be an integer")
-    low, high = bounds
-    if not low <= value <= high:
-        raise _fail(field, f"{name} must be between {low} and {high}")
-    return value
+    return check_int(value, field=f"config.{field}", name=name, bounds=bounds)
 
 
 def _bool(value: Any, field: str, name: str) -> bool:
@@ -94,38 +89,11 @@ def _bool(value: Any, field: str, name: str) -> bool:
 
 
 def _url(value: Any, field: str) -> str:
-    if value is None or value == "":
-        raise _fail(field, "url is required")
-    if not isinstance(value, str):
-        raise _fail(field, "url must be a string")
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises on a bad port
-    except ValueError as exc:
-        raise _fail(field, f"url is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise _fail(field, "url must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise _fail(field, "url has no host")
-    if any(c in value for c in " \r\n\t"):
-        raise _fail(field, "url must not contain spaces or line breaks")
-    return value
+    return check_url(value, field=f"config.{field}")
 
 
 def _headers(value: Any, field: str) -> dict[str, str]:
-    if value is None:
-        return {}
-    message = "headers must be an object of header name to string value"
-    if not isinstance(value, Mapping):
-        raise _fail(field, message)
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not key or not isinstance(item, str):
-            raise _fail(field, message)
-        if any(c in key for c in " :\r\n\t") or any(c in item for c in "\r\n"):
-            raise _fail(field, f"header {key!r} has characters not allowed in an HTTP header")
-        out[key] = item
-    return out
+    return check_headers(value, field=f"config.{field}")
 
 
 def _request(value: Any, where: str) -> dict[str, Any]:

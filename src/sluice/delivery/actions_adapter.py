@@ -18,14 +18,13 @@ import httpx
 import orjson
 
 from sluice.actions.config import Subscription, compile_subscriptions, secret_header_values, validate_actions_config
-from sluice.delivery.adapters import _HttpAdapter
+from sluice.delivery.adapters import _NOT_SECRET_HEADERS, _HttpAdapter
 from sluice.delivery.outcomes import DeliveryResult
 
 __all__ = ["ActionsWebhookAdapter", "SubscriptionResult"]
 
 #: One subscription's result for one event: (subscription name, result).
 SubscriptionResult = tuple[str, DeliveryResult]
-_NOT_SECRET_HEADERS = frozenset({"content-type", "accept", "user-agent", "content-encoding"})
 
 
 class ActionsWebhookAdapter(_HttpAdapter):

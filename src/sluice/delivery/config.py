@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
 
 from sluice.actions.config import ACTIONS_WEBHOOK_TYPE, validate_actions_config
+from sluice.config_checks import check_headers, check_int, check_url
 from sluice.errors import InvalidInput
 
 __all__ = [
@@ -40,47 +40,15 @@ def _fail(name: str, message: str) -> InvalidInput:
 
 
 def _url(config: Mapping[str, Any], name: str = "url") -> str:
-    value = config.get(name)
-    if value is None or value == "":
-        raise _fail(name, f"{name} is required")
-    if not isinstance(value, str):
-        raise _fail(name, f"{name} must be a string")
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises on a bad port
-    except ValueError as exc:
-        raise _fail(name, f"{name} is not a valid URL: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise _fail(name, f"{name} must be an http:// or https:// URL")
-    if not parts.hostname:
-        raise _fail(name, f"{name} has no host")
-    return value
+    return check_url(config.get(name), field=f"config.{name}", name=name)
 
 
 def _int(config: Mapping[str, Any], name: str, default: int, bounds: tuple[int, int]) -> int:
-    value = config.get(name, default)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(name, f"{name} must be an integer")
-    low, high = bounds
-    if not low <= value <= high:
-        raise _fail(name, f"{name} must be between {low} and {high}")
-    return value
+    return check_int(config.get(name, default), field=f"config.{name}", name=name, bounds=bounds)
 
 
 def _headers(config: Mapping[str, Any]) -> dict[str, str]:
-    value = config.get("headers", {})
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise _fail("headers", "headers must be an object of header name to string value")
-    out: dict[str, str] = {}
-    for key, item in value.items():
-        if not isinstance(key, str) or not key or not isinstance(item, str):
-            raise _fail("headers", "headers must be an object of header name to string value")
-        if any(c in key for c in " :\r\n\t") or any(c in item for c in "\r\n"):
-            raise _fail("headers", f"header {key!r} has characters not allowed in an HTTP header")
-        out[key] = item
-    return out
+    return check_headers(config.get("headers", {}), field="config.headers")
 
 
 def _reject_unknown(config: Mapping[str, Any], known: set[str]) -> None:

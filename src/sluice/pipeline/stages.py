@@ -359,9 +359,7 @@ async def _send(
     try:
         results: Sequence[DeliveryResult] = await adapter.send([event for _, event in items])
     except Exception as exc:  # an adapter bug must not lose the batch: retry it
-        reason = f"adapter failed: {type(exc).__name__}: {exc}"
-        for item, _ in items:
-            batch.dispose(item, Outcome.RETRYING, "adapter_error", reason)
+        _retry_all(batch, [item for item, _ in items], exc)
         return
     for (item, _), result in zip(items, results, strict=True):
         if result.outcome is Outcome.DELIVERED:
@@ -388,9 +386,7 @@ async def _send_actions(
     try:
         results = await adapter.send_mapped([(event, batch.fired[item.entry_id]) for item, event in events])
     except Exception as exc:  # an adapter bug must not lose the batch: retry it
-        reason = f"adapter failed: {type(exc).__name__}: {exc}"
-        for item, _ in events:
-            batch.dispose(item, Outcome.RETRYING, "adapter_error", reason)
+        _retry_all(batch, [item for item, _ in events], exc)
         return
     for (item, _), per_subscription in zip(events, results, strict=True):
         parts = []
@@ -399,6 +395,12 @@ async def _send_actions(
             extra = _Extra(request=result.request, response=result.response, retry_after_s=result.retry_after_s)
             parts.append((result.outcome, code, f"subscription {name!r}: {result.reason}", extra))
         batch.dispose_each(item, parts)
+
+
+def _retry_all(batch: _Batch, items: list[Leased], exc: Exception) -> None:
+    reason = f"adapter failed: {type(exc).__name__}: {exc}"
+    for item in items:
+        batch.dispose(item, Outcome.RETRYING, "adapter_error", reason)
 
 
 def _result_code(result: DeliveryResult) -> str:

@@ -40,8 +40,12 @@ def run_function(
     mocks: Sequence[MockResponse] = (),
     timeout_s: float = 5.0,
     memory_mb: int = 256,
+    language: str | None = None,
 ) -> FunctionRun:
     """Run a function (source text, a file, or a ``fn new`` folder) on one event or a batch.
+
+    Source text is Python unless ``language="javascript"``; a ``.js`` file or a folder whose
+    function.toml says ``language = "javascript"`` runs in the Node.js runtime.
 
     Raises :class:`sluice.errors.FunctionLoadError` when the code does not load (syntax error,
     forbidden import, no handler); every other failure is a ``status`` on the result.
@@ -56,5 +60,6 @@ def run_function(
             mocks=mocks,
             timeout_s=timeout_s,
             memory_mb=memory_mb,
+            language=language,
         )
     )

@@ -43,7 +43,10 @@ async def test_create_get_list_update_delete(api: Api) -> None:
         ({"code": "x = 1\n"}, "code", "no handler"),
         ({"batchMaxCount": 401}, "batchMaxCount", "1 to 400"),
         ({"settings": [{"label": "A", "type": "NUMBER"}]}, "settings[0].type", "STRING"),
-        ({"language": "javascript"}, "language", "not available"),
+        ({"language": "javascript"}, "code", "SyntaxError"),  # the Python code is not JavaScript
+        ({"language": "javascript", "code": "function onTrack(e) {\n  return e\n"}, "code", "line 3"),
+        ({"language": "javascript", "code": "const x = 1\n"}, "code", "no handler"),
+        ({"language": "ruby"}, "language", "'python' or 'javascript'"),
         ({"unknownField": 1}, "unknownField", "unknown field"),
         ({"settings": [{"label": "A"}, {"label": "A"}]}, "settings", "defined twice"),
     ],

@@ -31,8 +31,12 @@ def _schema(stored: object) -> tuple[SettingSpec, ...]:
     return parse_schema(stored) if stored else ()
 
 
-def validate_function_fields(data: Mapping[str, Any], *, partial: bool) -> dict[str, Any]:
-    """Business rules of a function's fields; returns them normalized. Raises InvalidInput."""
+def validate_function_fields(
+    data: Mapping[str, Any], *, partial: bool, current_language: str = "python"
+) -> dict[str, Any]:
+    """Business rules of a function's fields; returns them normalized. Raises InvalidInput.
+
+    ``code`` is checked in the language given with it, else the function's ``current_language``."""
     out: dict[str, Any] = {}
     if "displayName" in data or not partial:
         name = data.get("displayName")
@@ -57,8 +61,6 @@ def validate_function_fields(data: Mapping[str, Any], *, partial: bool) -> dict[
         language = data.get("language", "python")
         if language not in LANGUAGES:
             raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}", field="language")
-        if language != "python":
-            raise InvalidInput("JavaScript functions are not available in this version of sluice yet", field="language")
         out["language"] = language
     if "resourceType" in data or not partial:
         resource_type = data.get("resourceType", "INSERT_DESTINATION")
@@ -79,17 +81,17 @@ def validate_function_fields(data: Mapping[str, Any], *, partial: bool) -> dict[
             raise InvalidInput(str(exc), field="settings") from None
         out["settings"] = [s.to_dict() for s in specs]
     if "code" in data or not partial:
-        out["code"] = validate_code(data.get("code"))
+        out["code"] = validate_code(data.get("code"), language=out.get("language", current_language))
     return out
 
 
-def validate_code(code: object, field: str = "code") -> str:
+def validate_code(code: object, field: str = "code", *, language: str = "python") -> str:
     if not isinstance(code, str) or not code.strip():
         raise InvalidInput("code is required", field=field)
     if len(code.encode("utf-8")) > MAX_CODE_BYTES:
         raise InvalidInput(f"code is over {MAX_CODE_BYTES // 1024} KB", field=field)
     try:
-        check_source(code)
+        check_source(code, "function.js" if language == "javascript" else "function.py")
     except FunctionLoadError as exc:
         raise InvalidInput(str(exc), field=field, line=exc.line) from None
     return code
@@ -218,7 +220,12 @@ class FunctionsService:
 
     def update(self, actor: Actor, function_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         self.core.require(access.can_edit_function(actor, function_id))
-        fields = validate_function_fields(data, partial=True)
+        with self.core.tx() as conn:
+            stored_language = str(self._row(conn, function_id)["language"])
+        fields = validate_function_fields(data, partial=True, current_language=stored_language)
+        if fields.get("language", stored_language) != stored_language and "code" not in fields:
+            with self.core.tx() as conn:  # the stored code must be valid in the new language
+                validate_code(self._row(conn, function_id)["code"], language=fields["language"])
         with self.core.tx() as conn:
             row = self._row(conn, function_id)
             before = self.view(conn, row)
@@ -397,9 +404,10 @@ class FunctionsService:
             schema_data = row["settings"] if schema_data is None else schema_data
         else:
             code = body.get("code")
-        code = validate_code(code)
-        if body.get("language", "python") != "python":
-            raise InvalidInput("JavaScript functions are not available in this version of sluice yet", field="language")
+        language = body.get("language") or (row["language"] if function_id is not None else "python")
+        if language not in LANGUAGES:
+            raise InvalidInput(f"language must be one of {', '.join(LANGUAGES)}", field="language")
+        code = validate_code(code, language=language)
         settings = body.get("settings") or {}
         if not isinstance(settings, dict):
             raise InvalidInput("settings must be an object", field="settings")
@@ -421,7 +429,7 @@ class FunctionsService:
             raise RateLimited(f"at most {self.max_previews} previews may run at once per token", retry_after_s=1)
         self._previews[key] = self._previews.get(key, 0) + 1
         try:
-            run = await self.preview_runner(code, settings=settings, schema=schema, **kwargs)
+            run = await self.preview_runner(code, settings=settings, schema=schema, language=language, **kwargs)
         except FunctionLoadError as exc:
             raise InvalidInput(str(exc), field="code", line=exc.line) from None
         finally:

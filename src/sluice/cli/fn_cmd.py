@@ -12,9 +12,9 @@ from typing import Any
 import click
 import orjson
 
-from sluice.cli.templates import FUNCTION_TOML, PYTHON_FUNCTION
+from sluice.cli.templates import FUNCTION_TOML, JAVASCRIPT_FUNCTION, PYTHON_FUNCTION
 from sluice.errors import FunctionLoadError, UsageError
-from sluice.functions.manifest import load_function
+from sluice.functions.manifest import SOURCE_FILES, load_function
 from sluice.functions.run import FunctionRun, arun_function
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -37,18 +37,19 @@ def fn_group() -> None:
 @click.option("--lang", type=click.Choice(["python", "js", "javascript"]), default="python", show_default=True)
 @click.option("--dir", "parent", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
 def fn_new(name: str, lang: str, parent: Path) -> None:
-    """Create NAME/function.py and NAME/function.toml from the template."""
-    if lang != "python":
-        raise CliUsage("JavaScript functions are not available in this version of sluice yet; use --lang python")
+    """Create NAME/function.py (or function.js with --lang js) and NAME/function.toml from the template."""
+    language = "python" if lang == "python" else "javascript"
     if not _NAME_RE.match(name):
         raise CliUsage(f"invalid function name {name!r}: use letters, digits, '-', '_' or '.'")
     folder = parent / name
     if folder.exists():
         raise CliUsage(f"{folder} already exists; choose another name or remove it")
     folder.mkdir(parents=True)
-    (folder / "function.py").write_text(PYTHON_FUNCTION.format(name=name), encoding="utf-8")
-    (folder / "function.toml").write_text(FUNCTION_TOML.format(name=name), encoding="utf-8")
-    click.echo(f"Created {folder}/function.py and {folder}/function.toml")
+    source = SOURCE_FILES[language]
+    template = PYTHON_FUNCTION if language == "python" else JAVASCRIPT_FUNCTION
+    (folder / source).write_text(template.format(name=name), encoding="utf-8")
+    (folder / "function.toml").write_text(FUNCTION_TOML.format(name=name, language=language), encoding="utf-8")
+    click.echo(f"Created {folder}/{source} and {folder}/function.toml")
     click.echo(f"Try it: sluice fn test {folder} --event event.json")
 
 

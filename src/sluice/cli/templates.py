@@ -60,10 +60,65 @@ async def on_delete(event, settings):
 #     return events
 '''
 
+JAVASCRIPT_FUNCTION = """// {name}: a sluice destination insert function, written as for Segment's JavaScript runtime.
+//
+// Each handler receives one Segment event and this instance's settings, and returns the event
+// (changed or not) to send it on, or nothing to filter it out. Throw one of the error classes
+// to give the event another outcome:
+//
+//   DropEvent            do not forward this event (outcome: dropped)
+//   ValidationError      the event is invalid (outcome: message_rejected)
+//   InvalidEventPayload  the event is malformed (outcome: message_rejected)
+//   EventNotSupported    this function does not handle it (outcome: unsupported_event_type)
+//   RetryError           a temporary failure: retried with backoff (outcome: retry)
+//
+// fetch, cache, console, lodash (_), moment, crypto … are globals, as in Segment; require and
+// import are not available. Removing a handler blocks that event type. Test with:
+//
+//   sluice fn test {name} --event event.json
+
+async function onTrack(event, settings) {{
+  // Enrich, transform or filter a track event here, e.g.:
+  // event.properties.source = 'sluice'
+  return event
+}}
+
+async function onIdentify(event, settings) {{
+  return event
+}}
+
+async function onPage(event, settings) {{
+  return event
+}}
+
+async function onScreen(event, settings) {{
+  return event
+}}
+
+async function onGroup(event, settings) {{
+  return event
+}}
+
+async function onAlias(event, settings) {{
+  return event
+}}
+
+async function onDelete(event, settings) {{
+  return event
+}}
+
+// Optional: receive events in batches (up to batchMaxCount) when traffic allows. Return an
+// array of the same length (paired by position, null = filtered) or a shorter one (paired by
+// messageId). The single-event handlers above stay required for low traffic.
+// async function onBatch(events, settings) {{
+//   return events
+// }}
+"""
+
 FUNCTION_TOML = """# The function's definition: the same fields as the API's function object.
 displayName = "{name}"
 description = ""
-language = "python"
+language = "{language}"
 resourceType = "INSERT_DESTINATION"
 # Largest batch on_batch receives (1..400).
 batchMaxCount = 20

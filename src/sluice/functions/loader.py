@@ -70,7 +70,13 @@ class StaticInfo:
 
 
 def check_source(source: str, filename: str = "function.py") -> StaticInfo:
-    """Raise a :class:`FunctionLoadError` subclass, or describe the handlers found."""
+    """Raise a :class:`FunctionLoadError` subclass, or describe the handlers found.
+
+    A ``.js`` filename is checked as JavaScript (:mod:`sluice.functions.loader_js`)."""
+    if filename.endswith(".js"):
+        from sluice.functions.loader_js import check_js_source  # it builds on this module
+
+        return check_js_source(source, filename)
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as exc:

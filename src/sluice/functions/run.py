@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sluice.errors import FunctionLoadError
 from sluice.functions.manifest import LoadedFunction, load_function
 from sluice.functions.pool import FunctionSource, Limits, WorkerPool
 from sluice.functions.settings import SettingSpec, parse_schema
@@ -73,14 +72,15 @@ class FunctionRun:
 
 
 def _source(
-    code: str | Path | LoadedFunction, schema: Sequence[Mapping[str, Any]] | None
+    code: str | Path | LoadedFunction, schema: Sequence[Mapping[str, Any]] | None, language: str | None = None
 ) -> tuple[FunctionSource, Any]:
+    """The source to run; source text is Python unless ``language`` is ``"javascript"``."""
     if isinstance(code, LoadedFunction):
         loaded = code
     elif isinstance(code, Path) or (isinstance(code, str) and "\n" not in code and Path(code).exists()):
         loaded = load_function(code)
     else:
-        loaded = LoadedFunction(str(code), "function.py", None)
+        loaded = LoadedFunction(str(code), "function.js" if language == "javascript" else "function.py", None)
     specs: tuple[SettingSpec, ...] | None = None
     if schema is not None:
         specs = parse_schema(list(schema))
@@ -102,15 +102,12 @@ async def arun_function(
     mocks: Sequence[MockResponse] = (),
     timeout_s: float = 5.0,
     memory_mb: int = 256,
+    language: str | None = None,
 ) -> FunctionRun:
     """Async form of :func:`run_function`."""
     if (event is None) == (batch is None):
         raise ValueError("pass exactly one of event= or batch=")
-    source, _ = _source(code, schema)
-    if source.language != "python":
-        raise FunctionLoadError(
-            f"language {source.language!r} is not available in this version of sluice", filename=source.filename
-        )
+    source, _ = _source(code, schema, language)
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
     pool = WorkerPool(source, settings or {}, limits=limits, mocks=[m.wire() for m in mocks])
     try:

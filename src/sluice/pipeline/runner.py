@@ -175,11 +175,6 @@ class DestinationRunner:
             gen = self._gen
             fn = gen.plan.function
             if fn is not None and fn.enabled and gen.pool is None and gen.load_error is None:
-                if fn.language != "python":
-                    gen.load_error = FunctionLoadError(
-                        f"{fn.language} functions are not available in this sluice runtime yet", filename=fn.filename
-                    )
-                    return gen
                 pool = self._pool_factory(fn)
                 try:
                     await pool.start()

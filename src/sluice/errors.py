@@ -163,3 +163,10 @@ class RateLimited(ApiError):
     def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class Unavailable(ApiError):
+    """This process does not serve that part (no pipeline, no Tracking API)."""
+
+    status = 503
+    type = "unavailable"

@@ -39,6 +39,7 @@ from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine
 from sluice.errors import ConfigError, SluiceError
 from sluice.ingest.app import DEFAULT_MAX_BACKLOG, create_ingest_app
 from sluice.ingest.dedupe_sqlite import SqliteDeduplicator
+from sluice.ingest.stats import IngestStats
 from sluice.pipeline.runner import RunnerOptions
 from sluice.queue.sqlite import SqliteEventLog
 
@@ -218,15 +219,16 @@ def build_server(catalog: Catalog, config: Config, options: ServerOptions | None
     event_log = SqliteEventLog(config.data_dir, filename="queue.db")
     dedupe = SqliteDeduplicator(config.data_dir / "dedupe.db")
     delivery = DeliveryProcess(config, options)
-    app = create_app(catalog, recorder=delivery.recorder, event_log=event_log)
+    stats = IngestStats()
+    app = create_app(catalog, recorder=delivery.recorder, event_log=event_log, ingest_stats=stats)
     ingest = create_ingest_app(
         resolve_write_key=catalog.sources.resolve_write_key,
         log=event_log,
         dedupe=dedupe,
         max_backlog=options.max_backlog,
         on_appended=delivery.wake,
+        stats=stats,
     )
-    app.state.ingest_stats = ingest.state.ingest_stats
     app.router.routes.append(Mount("/", app=ingest))  # last: /api, /healthz (and the console) come first
     server = Server(app, event_log, dedupe, delivery.recorder, delivery)
 

@@ -448,3 +448,28 @@ def test_serve_with_a_bad_setting_names_the_variable(tmp_path: Path) -> None:
     result = sluice("serve", "--port", "0", "--data-dir", str(tmp_path / "d"), cwd=tmp_path, env=bad_key)
     assert result.returncode == 1
     assert "SLUICE_SECRET_KEY" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ingest_counts_name_segments_reason_codes(tmp_path: Path) -> None:
+    serve, url, token = start_server(tmp_path, tmp_path / "data")
+    try:
+        key = serve.seen[next(i for i, line in enumerate(serve.seen) if "Demo source" in line) + 1].strip()
+        batch = {
+            "batch": [
+                {"type": "track", "userId": "u", "event": "Ok", "messageId": "m-1"},
+                {"type": "track", "userId": "u", "messageId": "m-2"},  # no event name
+                {"type": "identify", "messageId": "m-3"},  # no user
+                {"type": "track", "userId": "u", "event": "Ok", "messageId": "m-1"},  # a duplicate
+            ]
+        }
+        assert httpx.post(url + "/v1/batch", json=batch, auth=(key, ""), timeout=10).json() == {"success": True}
+        headers = {"Authorization": f"Bearer {token}"}
+        sources = httpx.get(url + "/api/sources", headers=headers, timeout=10).json()["data"]["sources"]
+        counts = httpx.get(url + f"/api/sources/{sources[0]['id']}/ingest", headers=headers, timeout=10).json()
+        ingest = counts["data"]["ingest"]
+        assert ingest["accepted"] == 1 and ingest["duplicates"] == 1
+        assert ingest["failed"] == {"event_not_defined": 1, "no_user_anon_id": 1}
+        missing = httpx.get(url + "/api/sources/src_nope/ingest", headers=headers, timeout=10)
+        assert missing.status_code == 404
+    finally:
+        assert serve.stop(signal.SIGTERM) == 0, serve.output()

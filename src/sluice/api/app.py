@@ -19,6 +19,7 @@ from sluice.api import routes_admin, routes_delivery, routes_filters, routes_fun
 from sluice.catalog.service import Catalog
 from sluice.delivery.recorder import DeliveryRecorder
 from sluice.errors import ApiError, RateLimited
+from sluice.ingest.stats import IngestStats
 from sluice.queue.base import EventLog
 
 log = logging.getLogger("sluice.api")
@@ -86,10 +87,15 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_api(
-    catalog: Catalog, *, recorder: DeliveryRecorder | None = None, event_log: EventLog | None = None
+    catalog: Catalog,
+    *,
+    recorder: DeliveryRecorder | None = None,
+    event_log: EventLog | None = None,
+    ingest_stats: IngestStats | None = None,
 ) -> FastAPI:
     """The control plane. ``recorder``/``event_log``: the pipeline's, when this process runs one
-    (the tail, dead-letter, replay and queue routes answer 503 without them)."""
+    (the tail, dead-letter, replay and queue routes answer 503 without them); ``ingest_stats``:
+    the counters of the Tracking API served by this process (``GET /sources/{id}/ingest``)."""
     api = FastAPI(
         title="sluice control plane",
         version=__version__,
@@ -101,6 +107,7 @@ def create_api(
     api.state.catalog = catalog
     api.state.recorder = recorder
     api.state.event_log = event_log
+    api.state.ingest_stats = ingest_stats
     api.include_router(routes_functions.router)
     api.include_router(routes_admin.router)
     api.include_router(routes_delivery.router)
@@ -115,12 +122,16 @@ def create_api(
 
 
 def create_app(
-    catalog: Catalog, *, recorder: DeliveryRecorder | None = None, event_log: EventLog | None = None
+    catalog: Catalog,
+    *,
+    recorder: DeliveryRecorder | None = None,
+    event_log: EventLog | None = None,
+    ingest_stats: IngestStats | None = None,
 ) -> FastAPI:
     """The whole server: ``/api`` now; ingest and the console mount here as they arrive."""
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
     app.state.catalog = catalog
-    app.mount("/api", create_api(catalog, recorder=recorder, event_log=event_log))
+    app.mount("/api", create_api(catalog, recorder=recorder, event_log=event_log, ingest_stats=ingest_stats))
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> dict[str, str]:

@@ -5,10 +5,12 @@ from __future__ import annotations
 from enum import Enum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
 from sluice.api import schemas as s
 from sluice.api.deps import ActorDep, CatalogDep
+from sluice.errors import Unavailable
+from sluice.ingest.stats import IngestStats
 
 router = APIRouter(responses=s.ERROR_RESPONSES)
 
@@ -60,6 +62,30 @@ def remove_write_key(source_id: str, key: str, actor: ActorDep, catalog: Catalog
 def delete_source(source_id: str, actor: ActorDep, catalog: CatalogDep) -> Response:
     catalog.sources.delete(actor, source_id)
     return Response(status_code=204)
+
+
+IngestEnvelope = s.envelope("IngestCounts", "ingest", s.IngestCountsOut)
+
+
+@router.get("/sources/{source_id}/ingest", response_model=IngestEnvelope, tags=["sources"])
+def get_ingest_counts(source_id: str, request: Request, actor: ActorDep, catalog: CatalogDep) -> dict[str, Any]:
+    """Events this server accepted, failed on ingest (by Segment's reason code) and dropped as
+    duplicates for the source, since the server started."""
+    catalog.sources.get(actor, source_id)  # permission and existence
+    stats: IngestStats | None = request.app.state.ingest_stats
+    if stats is None:
+        raise Unavailable("this process serves no Tracking API")
+    snapshot = stats.snapshot()
+    return _data(
+        "ingest",
+        {
+            "sourceId": source_id,
+            "since": stats.started_at,
+            "accepted": snapshot.accepted.get(source_id, 0),
+            "failed": snapshot.failed.get(source_id, {}),
+            "duplicates": snapshot.duplicates.get(source_id, 0),
+        },
+    )
 
 
 # --- destinations --------------------------------------------------------------------------------

@@ -20,15 +20,10 @@ from sluice.api.deps import ActorDep, CatalogDep
 from sluice.catalog.access import Actor
 from sluice.catalog.service import Catalog
 from sluice.delivery.recorder import DeliveryRecorder, iso_at
-from sluice.errors import ApiError
+from sluice.errors import Unavailable
 from sluice.queue.base import DeadLetterRecord, EventLog
 
 __all__ = ["router"]
-
-
-class Unavailable(ApiError):
-    status = 503
-    type = "unavailable"
 
 
 RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model, model_validator
 
 
 def _has_nul(value: object) -> bool:
@@ -222,6 +222,14 @@ class SourceOut(Document):
     updatedAt: str
 
 
+class IngestCountsOut(Document):
+    sourceId: str
+    since: str
+    accepted: int
+    failed: dict[str, int]
+    duplicates: int
+
+
 class DestinationCreate(Request):
     name: str
     type: str = "webhook"
@@ -412,9 +420,19 @@ class DeadLetterOut(Document):
     event: Any = Field(description="The event as JSON (a string when it is not JSON)")
 
 
+def _iso_only(value: Any) -> Any:
+    if isinstance(value, int | float):  # pydantic would read a number as epoch seconds
+        raise ValueError("an ISO 8601 date-time string is expected, not a number")
+    return value
+
+
+#: A date-time given as an ISO 8601 string (a number is refused, not read as epoch seconds).
+IsoDatetime = Annotated[datetime, BeforeValidator(_iso_only)]
+
+
 class ReplayRequest(Request):
     status: str | None = Field(None, description="Only dead letters with this outcome, e.g. expired")
-    since: datetime | None = Field(None, description="Only dead letters failed at or after this time")
+    since: IsoDatetime | None = Field(None, description="Only dead letters failed at or after this time")
 
 
 class ReplayOut(Document):

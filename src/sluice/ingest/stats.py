@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 __all__ = ["IngestSnapshot", "IngestStats"]
 
@@ -35,6 +36,8 @@ class IngestStats:
     """
 
     def __init__(self) -> None:
+        #: When counting began (ISO 8601, UTC): the counters live in memory, per server process.
+        self.started_at = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
         self._accepted: Counter[str] = Counter()
         self._failed: dict[str, Counter[str]] = {}
         self._duplicates: Counter[str] = Counter()

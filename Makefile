@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: run test lint bench lock clean
 
@@ -19,7 +20,16 @@ $(DEV_STAMP): $(RUNTIME_STAMP) requirements-dev.lock
 	$(PIP) install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
 
-run: $(RUNTIME_STAMP)
+# The JavaScript function runtime's libraries (package-lock.json), only where Node.js is present:
+# without node, Python functions work and JavaScript functions fail with a clear message.
+$(NODE_STAMP): package.json package-lock.json
+	@if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then \
+		npm ci --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; \
+	else \
+		echo "note: Node.js not found: JavaScript functions are unavailable (Python functions work)"; \
+	fi
+
+run: $(RUNTIME_STAMP) $(NODE_STAMP)
 	$(VENV)/bin/sluice serve
 
 lint: $(DEV_STAMP)
@@ -27,10 +37,10 @@ lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks docs/examples
 	$(VENV)/bin/mypy
 
-test: lint
+test: lint $(NODE_STAMP)
 	$(VENV)/bin/pytest
 
-bench: $(RUNTIME_STAMP)
+bench: $(RUNTIME_STAMP) $(NODE_STAMP)
 	$(PY) benchmarks/run_all.py
 
 # Regenerate the lock files (needs pip-tools in some environment: PIPCOMPILE=/path/to/pip-compile).
@@ -41,4 +51,4 @@ lock:
 	$(PIPCOMPILE) -q $(LOCKFLAGS) -o requirements-dev.lock requirements-dev.in
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

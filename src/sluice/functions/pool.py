@@ -16,6 +16,8 @@ import contextlib
 import fcntl
 import itertools
 import logging
+import os
+import re
 import shutil
 import signal
 import sys
@@ -29,7 +31,7 @@ import orjson
 
 from sluice.errors import FunctionLoadError, PoolClosedError, WorkerStartError
 from sluice.functions import protocol
-from sluice.functions.loader import StaticInfo, check_source
+from sluice.functions.loader import HANDLER_TYPES, StaticInfo, camel_name, check_source
 from sluice.functions.settings import SettingSpec, secret_strings, validate_values
 
 EventResult = dict[str, Any]
@@ -80,6 +82,83 @@ def python_worker_command() -> list[str]:
 PIPE_BYTES = 1024 * 1024
 WATCH_EVERY_S = 0.1
 WORKER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "MALLOC_ARENA_MAX": "2"}
+
+#: The JavaScript worker (plain CommonJS, no build step); its libraries resolve from the nearest
+#: ``node_modules`` above it (the repository root's, installed by ``npm ci``).
+JS_WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "child_js", "worker.js")
+NODE_MIN_MAJOR = 20
+#: Libraries the JavaScript worker cannot start without (the rest load on first use).
+_JS_REQUIRED = ("node-fetch", "lodash")
+_node_checked: dict[str, str] = {}
+_JS_HANDLER = re.compile(r"\b(on(?:Track|Identify|Page|Screen|Group|Alias|Delete|Batch))\b\s*(?:=|\()")
+
+
+def _node_modules() -> str | None:
+    directory = os.path.dirname(JS_WORKER)
+    while True:
+        candidate = os.path.join(directory, "node_modules")
+        if all(os.path.isfile(os.path.join(candidate, name, "package.json")) for name in _JS_REQUIRED):
+            return candidate
+        parent = os.path.dirname(directory)
+        if parent == directory:
+            return None
+        directory = parent
+
+
+async def _node_version(node: str) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        node, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL, env=WORKER_ENV
+    )
+    try:
+        out, _ = await asyncio.wait_for(proc.communicate(), 10.0)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return ""
+    return out.decode("ascii", "replace").strip()
+
+
+#: Replaced by the worker's private scratch directory when the command is run.
+WORKDIR_ARG = "{workdir}"
+
+
+async def js_worker_command(memory_mb: int) -> list[str]:
+    """``node --max-old-space-size=<memory_mb> worker.js``, behind :mod:`sluice.functions.launch_js`.
+
+    Raises :class:`WorkerStartError` when Node.js ≥ 20 or the runtime's libraries are missing: the
+    function's code is not at fault, the machine lacks the JavaScript runtime.
+    """
+    node = shutil.which("node", path=WORKER_ENV["PATH"])
+    if node is None:
+        raise WorkerStartError(
+            f"JavaScript functions need Node.js {NODE_MIN_MAJOR} or newer (node was not found on PATH "
+            f"{WORKER_ENV['PATH']}); Python functions work without it"
+        )
+    version = _node_checked.get(node)
+    if version is None:
+        version = await _node_version(node)
+        match = re.match(r"v(\d+)\.", version)
+        if not match or int(match.group(1)) < NODE_MIN_MAJOR:
+            raise WorkerStartError(
+                f"JavaScript functions need Node.js {NODE_MIN_MAJOR} or newer ({node} is {version or 'unknown'})"
+            )
+        _node_checked[node] = version
+    if _node_modules() is None:
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(JS_WORKER))))
+        raise WorkerStartError(
+            "the JavaScript runtime's libraries are not installed: run `npm ci --ignore-scripts` in "
+            f"{root} (`make run` and `make test` do it when Node.js is present)"
+        )
+    # The launcher applies the same Landlock sandbox as a Python worker's, switches core dumps off
+    # (a V8 heap overflow aborts: the core would hold the settings) and execs node.
+    launcher = [sys.executable, "-I", "-B", "-m", "sluice.functions.launch_js", WORKDIR_ARG]
+    return [*launcher, node, f"--max-old-space-size={memory_mb}", JS_WORKER]
+
+
+def js_static_info(code: str) -> StaticInfo:
+    """The handlers a JavaScript source appears to define (the worker checks it for real)."""
+    found = set(_JS_HANDLER.findall(code))
+    return StaticInfo(handlers=tuple(k for k in HANDLER_TYPES if camel_name(k) in found))
 
 
 def _grow_pipes(proc: asyncio.subprocess.Process) -> None:
@@ -159,6 +238,7 @@ class _Worker:
         self.allowance = allowance
         self.on_timeout = on_timeout
         self.sandbox: dict[str, Any] = {}
+        self.memory_mb = 0  # a JavaScript worker's V8 heap limit: its death by heap overflow is bad_request
 
     async def handshake(self, init: dict[str, Any], timeout: float) -> list[str]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -170,7 +250,12 @@ class _Worker:
             await self.proc.wait()
             if isinstance(exc, TimeoutError):
                 raise FunctionLoadError(f"the function did not finish loading within {timeout:g} s") from None
-            raise WorkerStartError(f"worker exited while loading ({self._exit_text()})") from None
+            detail = ""
+            if self.memory_mb and self.proc.stderr is not None:  # a JavaScript worker: say why node stopped
+                with contextlib.suppress(Exception):
+                    tail = await asyncio.wait_for(self.proc.stderr.read(4000), 1.0)
+                    detail = ": " + tail.decode("utf-8", "replace").strip()[-1000:] if tail.strip() else ""
+            raise WorkerStartError(f"worker exited while loading ({self._exit_text()}){detail}") from None
         if message.get("op") == "load_error":
             await self.proc.wait()
             raise FunctionLoadError.from_wire(message.get("error") or {})
@@ -209,9 +294,16 @@ class _Worker:
         except ValueError:  # a malformed frame: this worker can no longer be trusted
             self.kill()
         await self.proc.wait()
+        if self.memory_mb and len(self._tasks) > 1:
+            # The stderr reader may lag the stdout EOF: let it reach the end before deciding why it died.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._tasks[1]), 1.0)
         self.dead = True
         self._fail_pending()
         self.remove_workdir()
+
+    def _out_of_memory(self) -> bool:
+        return bool(self.memory_mb) and any(b"heap out of memory" in line for line in self.stderr_tail)
 
     def remove_workdir(self) -> None:
         if self.workdir:
@@ -244,6 +336,12 @@ class _Worker:
                 if self.timed_out:
                     exc: Exception = _FrameFailed(
                         "timeout", "Timeout", "the function did not yield within the time limit; its worker was killed"
+                    )
+                elif self._out_of_memory():
+                    exc = _FrameFailed(
+                        "bad_request",
+                        "MemoryError",
+                        f"the function ran out of memory (heap limit {self.memory_mb} MiB)",
                     )
                 else:
                     exc = _FrameFailed(
@@ -323,7 +421,10 @@ class WorkerPool:
         self.size = max(1, size)
         self.max_in_flight = max(1, max_in_flight)
         self.mocks = [dict(m) for m in mocks]
-        self.command = list(command or python_worker_command())
+        #: ``None`` until the first JavaScript worker starts (resolving ``node`` may fail: start() raises).
+        self.command: list[str] | None = list(command) if command else None
+        if self.command is None and source.language != "javascript":
+            self.command = python_worker_command()
         self.clock = clock
         self.stats = PoolStats()
         self.handlers: tuple[str, ...] = ()
@@ -340,7 +441,13 @@ class WorkerPool:
 
     # --- lifecycle ----------------------------------------------------------------------------
     def check(self) -> StaticInfo:
-        """Static check of the source in the parent (raises :class:`FunctionLoadError`)."""
+        """Static check of the source in the parent (raises :class:`FunctionLoadError`).
+
+        JavaScript is only scanned for handler names here: its worker compiles it and reports
+        syntax errors and a missing handler when :meth:`start` loads it.
+        """
+        if self.source.language == "javascript":
+            return js_static_info(self.source.code)
         return check_source(self.source.code, self.source.filename)
 
     async def start(self) -> None:
@@ -352,10 +459,13 @@ class WorkerPool:
     async def _spawn(self) -> _Worker:
         self._spawning += 1
         try:
+            if self.command is None:
+                self.command = await js_worker_command(self.limits.memory_mb)
             workdir = tempfile.mkdtemp(prefix="sluice-fn-")
+            command = [workdir if part == WORKDIR_ARG else part for part in self.command]
             try:
                 proc = await asyncio.create_subprocess_exec(
-                    *self.command,
+                    *command,
                     stdin=asyncio.subprocess.PIPE,
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
@@ -366,10 +476,12 @@ class WorkerPool:
                 )
             except OSError as exc:
                 shutil.rmtree(workdir, ignore_errors=True)
-                raise WorkerStartError(f"cannot start a function worker ({self.command[0]}): {exc}") from exc
+                raise WorkerStartError(f"cannot start a function worker ({command[0]}): {exc}") from exc
             _grow_pipes(proc)
             worker = _Worker(proc, self.clock, self.limits.timeout_s + self.limits.grace_s, self._count_timeout)
             worker.workdir = workdir
+            if self.source.language == "javascript":
+                worker.memory_mb = self.limits.memory_mb
             init = {
                 "op": "init",
                 "code": self.source.code,

@@ -39,7 +39,7 @@ _SCOPE_ABSTRACT_UNIX_SOCKET = 1 << 0
 _SCOPE_SIGNAL = 1 << 1
 _PR_SET_NO_NEW_PRIVS = 38
 
-_SYSTEM_READ_PATHS = (
+SYSTEM_READ_PATHS = (
     "/usr/lib",
     "/usr/lib64",
     "/lib",
@@ -101,8 +101,11 @@ def set_memory_limit(memory_mb: int) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def apply_landlock(read_roots: Iterable[str], write_roots: Iterable[str]) -> int:
-    """Restrict this process with Landlock. Returns the ABI used, or 0 when unavailable."""
+def apply_landlock(read_roots: Iterable[str], write_roots: Iterable[str], exec_roots: Iterable[str] = ()) -> int:
+    """Restrict this process with Landlock. Returns the ABI used, or 0 when unavailable.
+
+    ``exec_roots`` may be read and executed (the JavaScript launcher's node binary and the
+    libraries its loader maps); nothing else can be executed."""
     import ctypes
     import platform
     import struct
@@ -150,6 +153,8 @@ def apply_landlock(read_roots: Iterable[str], write_roots: Iterable[str]) -> int
 
     for path in read_roots:
         allow(path, read_dir)
+    for path in exec_roots:
+        allow(path, read_dir | _FS_EXECUTE)
     for path in write_roots:
         allow(path, write_dir)
     allow("/dev/null", _FS_READ_FILE | _FS_WRITE_FILE)
@@ -169,7 +174,7 @@ class AuditGuard:
     def __init__(self, read_roots: Iterable[str], write_roots: Iterable[str]) -> None:
         self.read_roots = tuple(r.rstrip("/") + "/" for r in read_roots)
         self.write_roots = tuple(r.rstrip("/") + "/" for r in write_roots)
-        self.exact = frozenset({"/dev/null", "/dev/urandom", *(p for p in _SYSTEM_READ_PATHS)})
+        self.exact = frozenset({"/dev/null", "/dev/urandom", *(p for p in SYSTEM_READ_PATHS)})
 
     def allowed(self, path: str, writing: bool) -> bool:
         real = os.path.realpath(path)
@@ -208,7 +213,7 @@ class AuditGuard:
 
 def isolate(memory_mb: int, workdir: str) -> dict[str, object]:
     """Apply every layer to the current process. Returns what was applied (for diagnostics)."""
-    read_roots = [*python_read_roots(), *(_p for _p in _SYSTEM_READ_PATHS if os.path.exists(_p))]
+    read_roots = [*python_read_roots(), *(_p for _p in SYSTEM_READ_PATHS if os.path.exists(_p))]
     write_roots = [os.path.realpath(workdir)]
     abi = apply_landlock(read_roots, write_roots)
     sys.addaudithook(AuditGuard(read_roots, write_roots))

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each figure printed beside its ceiling from the same run.
 
-Run one with `sluice bench runtime|queue|pipeline|fql [--json]`. Results go to stdout; with
+Run one with `sluice bench runtime|js|queue|pipeline|fql [--json]`. Results go to stdout; with
 SLUICE_BENCH_JSON=path the JSON reports are also written to that file (one object per line).
 """
 
@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 
 import orjson
 
 from sluice.bench import fql as fql_bench
+from sluice.bench import js as js_bench
 from sluice.bench import pipeline as pipeline_bench
 from sluice.bench import queue as queue_bench
 from sluice.bench.runtime import format_report, run_benchmark
@@ -22,6 +24,12 @@ def main() -> None:
     report = asyncio.run(run_benchmark(count=int(os.environ.get("SLUICE_BENCH_EVENTS", "200000"))))
     print(format_report(report))
     reports.append({"benchmark": "runtime", **report})
+    if shutil.which("node"):
+        js_report = asyncio.run(js_bench.run_benchmark(count=int(os.environ.get("SLUICE_BENCH_JS_EVENTS", "100000"))))
+        print(js_bench.format_report(js_report))
+        reports.append({"benchmark": "js", **js_report})
+    else:
+        print("sluice JavaScript runtime benchmark — skipped: Node.js is not on PATH")
     queue_report = asyncio.run(queue_bench.run_benchmark())
     print(queue_bench.format_report(queue_report))
     reports.append({"benchmark": "queue", **queue_report})

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+
+from tests.conftest import skip_or_fail
 
 
 def test_bench_runtime_json_reports_figures_beside_ceiling() -> None:
@@ -65,3 +68,28 @@ def test_bench_pipeline_json_reports_end_to_end_figures_beside_ceilings() -> Non
     assert report["events"] == report["phase1Delivered"] == 2000
     assert report["phase1Untransformed"] == 0  # every event went through the insert function
     assert report["latencyDelivered"] == report["latencyEvents"] > 0
+
+
+def test_bench_js_json_reports_the_pool_beside_python_and_a_bare_node_loop() -> None:
+    if shutil.which("node") is None:
+        skip_or_fail("the JavaScript benchmark needs Node.js on PATH")
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", "js", "--events", "2000", "--latency-events", "300", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in (
+        "jsEventsPerSec",
+        "pythonEventsPerSec",
+        "nodeInProcessEventsPerSec",
+        "jsLatencyP50Ms",
+        "jsLatencyP99Ms",
+        "pythonLatencyP99Ms",
+    ):
+        assert isinstance(report[key], int | float) and report[key] > 0, key
+    assert report["events"] == 2000
+    assert abs(report["jsVsNodeInProcess"] - report["jsEventsPerSec"] / report["nodeInProcessEventsPerSec"]) < 0.002
+    assert set(report["meetsTargets"]) == {"jsEventsPerSec", "jsLatencyP99Ms"}

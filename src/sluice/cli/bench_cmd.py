@@ -39,6 +39,30 @@ def bench_runtime(count: int, workers: int, as_json: bool) -> None:
         click.echo(format_report(report))
 
 
+@bench_group.command("js")
+@click.option("--events", "count", type=click.IntRange(min=1000), default=100_000, show_default=True)
+@click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True)
+@click.option(
+    "--latency-events",
+    type=click.IntRange(min=100),
+    default=5_000,
+    show_default=True,
+    help="Single events sent one at a time through an idle pool (at most --events).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_js(count: int, workers: int, latency_events: int, as_json: bool) -> None:
+    """JavaScript onTrack throughput through the pool beside the Python pool and a bare in-process
+    Node loop over the same events, and per-event latency through an idle pool."""
+    from sluice.bench.js import format_report, node_binary, run_benchmark
+
+    try:
+        node_binary()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    report = asyncio.run(run_benchmark(count=count, workers=workers, latency_events=latency_events))
+    click.echo(orjson.dumps(report).decode() if as_json else format_report(report))
+
+
 @bench_group.command("pipeline")
 @click.option("--events", "count", type=click.IntRange(min=100), default=100_000, show_default=True)
 @click.option(

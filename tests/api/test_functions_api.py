@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.api.conftest import CODE, SECRET, Api
+from tests.conftest import skip_or_fail
 
 NEW_CODE = "def on_track(event, settings):\n    return None\n"
 
@@ -187,3 +190,34 @@ async def test_concurrent_previews_beyond_the_limit_are_429_with_retry_after(api
     assert second.json()["errors"][0]["type"] == "rate_limited"
     assert (await first).status_code == 200
     assert (await api.client.post("/functions/preview", json=body)).status_code == 200
+
+
+JS_CODE = """
+async function onTrack(event, settings) {
+  event.properties.region = settings.region
+  event.properties.hashed = crypto.createHash('sha256').update(event.userId).digest('hex').slice(0, 8)
+  return event
+}
+"""
+
+
+async def test_a_javascript_function_is_created_versioned_and_previewed(api: Api) -> None:
+    if shutil.which("node") is None:
+        skip_or_fail("Node.js is not installed")
+    fn = await api.function(language="javascript", code=JS_CODE)
+    assert fn["language"] == "javascript"
+    body = {"functionId": fn["id"], "payload": {"type": "track", "userId": "u1", "event": "E", "properties": {}},
+            "settings": {"apiKey": "k", "region": "eu"}}  # fmt: skip
+    response = await api.client.post("/functions/preview", json=body)
+    assert response.status_code == 200, response.text
+    run = response.json()["data"]["preview"]
+    assert run["status"] == "ok" and run["event"]["properties"]["region"] == "eu"
+    assert len(run["event"]["properties"]["hashed"]) == 8
+    # saving Python code into a JavaScript function is refused, naming the line
+    bad = await api.client.patch(
+        f"/functions/{fn['id']}", json={"code": "def on_track(event, settings):\n    return event\n"}
+    )
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "code"
+    # switching the language checks the stored code in the new language
+    switched = await api.client.patch(f"/functions/{fn['id']}", json={"language": "python"})
+    assert switched.status_code == 422 and switched.json()["errors"][0]["field"] == "code"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -10,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import skip_or_fail
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "events"
 
@@ -169,3 +172,51 @@ def test_usage_errors_exit_two_and_name_the_problem(tmp_path: Path, args: list[s
     result = sluice("fn", "test", *args, cwd=tmp_path)
     assert result.returncode == 2
     assert message in result.stderr
+
+
+@pytest.fixture
+def made_js(tmp_path: Path) -> Path:
+    if shutil.which("node") is None:
+        skip_or_fail("Node.js is not installed")
+    result = sluice("fn", "new", "enrich-js", "--lang", "js", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "function.js" in result.stdout
+    return tmp_path / "enrich-js"
+
+
+@pytest.mark.parametrize("fixture", ["track", "identify", "page", "screen", "group", "alias", "delete"])
+def test_the_javascript_template_passes_every_event_type_through(made_js: Path, fixture: str) -> None:
+    assert tomllib.loads((made_js / "function.toml").read_text())["language"] == "javascript"
+    assert not (made_js / "function.py").exists()
+    result = sluice("fn", "test", str(made_js), "--event", str(FIXTURES / f"{fixture}.json"), "--json", cwd=made_js)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout)
+    assert out["status"] == "ok" and out["event"] == json.loads((FIXTURES / f"{fixture}.json").read_text())
+
+
+def test_fn_test_runs_a_segment_style_js_file(tmp_path: Path) -> None:
+    if shutil.which("node") is None:
+        skip_or_fail("Node.js is not installed")
+    handler = write(
+        tmp_path / "handler.js",
+        "async function onTrack(event, settings) {\n"
+        "  if (!event.properties.email) throw new ValidationError('email is required')\n"
+        "  event.properties.domain = _.last(event.properties.email.split('@'))\n"
+        "  console.log('domain', event.properties.domain)\n"
+        "  return event\n"
+        "}\n",
+    )
+    good = write(tmp_path / "good.json", {"type": "track", "event": "x", "properties": {"email": "a@b.io"}})
+    result = sluice("fn", "test", str(handler), "--event", str(good), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = json.loads(result.stdout)
+    assert out["event"]["properties"]["domain"] == "b.io" and out["logs"] and "domain b.io" in out["logs"][0]
+    bad = write(tmp_path / "bad.json", {"type": "track", "event": "x", "properties": {}})
+    result = sluice("fn", "test", str(handler), "--event", str(bad), "--json", cwd=tmp_path)
+    assert result.returncode == 1
+    assert json.loads(result.stdout)["status"] == "message_rejected"
+    broken = write(tmp_path / "broken.js", "async function onTrack(event) {\n  return event\n")
+    result = sluice("fn", "test", str(broken), "--event", str(good), "--json", cwd=tmp_path)
+    assert result.returncode == 1  # as for Python: the code does not load
+    error = json.loads(result.stdout)["error"]
+    assert error["type"] == "FunctionSyntaxError" and "broken.js, line 3" in error["message"]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import base64
+import shutil
 import threading
 from typing import Any
 
 from sluice.catalog.access import SYSTEM
-from tests.conftest import HttpServer, Recorded
+from tests.conftest import HttpServer, Recorded, skip_or_fail
 from tests.pipeline.conftest import Harness, counts, track, until
 
 
@@ -324,3 +325,30 @@ async def test_a_segment_destination_forwards_batches_to_a_tracking_api(
     assert all(e["properties"]["via"] == "sluice" for b in bodies for e in b["batch"])
     [auth] = {r.headers["Authorization"] for r in http_server.requests}
     assert auth == "Basic " + base64.b64encode(b"downstream-key:").decode()
+
+
+async def test_a_javascript_insert_function_runs_in_the_pipeline(harness: Harness, http_server: HttpServer) -> None:
+    if shutil.which("node") is None:
+        skip_or_fail("Node.js is not installed")
+    code = (
+        "let calls = 0\n"
+        "async function onTrack(event, settings) {\n"
+        "  calls += 1\n"
+        "  if (event.properties.n === 2) throw new ValidationError('n must not be 2')\n"
+        "  event.properties.via = 'node'\n"
+        "  event.properties.calls = calls\n"
+        "  return event\n"
+        "}\n"
+    )
+    http_server.route("/hook", 200, {})
+    dst = harness.destination(f"{http_server.url}/hook")
+    harness.instance(harness.function(code, language="javascript"), dst)
+    await harness.apply()
+    await harness.send(*(track(n) for n in range(4)))
+    view = await until(lambda: harness.counted(dst, 4))
+    assert counts(view) == {("delivered", ""): 3, ("message_rejected", "ValidationError"): 1}
+    got = sorted(received(http_server), key=lambda e: e["properties"]["n"])
+    assert [e["properties"]["via"] for e in got] == ["node"] * 3
+    assert (
+        sorted(e["properties"]["calls"] for e in got) == [1, 2, 4] or len({e["properties"]["calls"] for e in got}) == 3
+    )

@@ -78,6 +78,9 @@ def http_server() -> Iterator[HttpServer]:
         def _handle(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
+            if len(body) < length:  # the client went away mid-request (e.g. it was killed): not a request
+                self.close_connection = True
+                return
             recorded = Recorded(self.command, self.path, dict(self.headers), body)
             with state._lock:
                 state.requests.append(recorded)

@@ -189,3 +189,13 @@ async def test_every_change_is_in_the_audit_trail_with_who_and_what(api: Api) ->
     assert all(e["id"] < older for e in page["data"]["auditEvents"]) and page["data"]["auditEvents"]
     huge = await api.client.get("/audit-events", params={"beforeId": 2**63})  # found by schemathesis: was a 500
     assert huge.status_code == 422 and huge.json()["errors"][0]["field"] == "beforeId"
+
+
+async def test_me_tells_a_token_its_roles(api: Api) -> None:
+    owner = (await api.client.get("/me")).json()["data"]["me"]
+    assert owner["roles"] == ["WORKSPACE_OWNER"] and owner["functionIds"] is None
+    fn = await api.function()
+    reader = await api.with_roles("FUNCTIONS_READ_ONLY", function_ids=[fn["id"]])
+    me = (await reader.get("/me")).json()["data"]["me"]
+    assert me["roles"] == ["FUNCTIONS_READ_ONLY"] and me["functionIds"] == [fn["id"]]
+    assert (await api.as_token("nope").get("/me")).status_code == 401

@@ -165,6 +165,22 @@ TokensEnvelope = s.envelope("Tokens", "tokens", list[s.TokenOut])
 AuditEnvelope = s.envelope("AuditEvents", "auditEvents", list[s.AuditEventOut])
 
 
+MeEnvelope = s.envelope("Me", "me", s.MeOut)
+
+
+@router.get("/me", response_model=MeEnvelope, tags=["tokens"])
+def who_am_i(actor: ActorDep) -> dict[str, Any]:
+    """The calling token's name and roles (what a client may offer its user to do)."""
+    ids = sorted(actor.function_ids) if actor.function_ids is not None else None
+    me = {
+        "name": actor.name,
+        "roles": sorted(str(r) for r in actor.roles),
+        "functionIds": ids,
+        "tokenId": actor.token_id,
+    }
+    return _data("me", me)
+
+
 @router.post("/tokens", status_code=201, response_model=TokenEnvelope, tags=["tokens"])
 def create_token(body: s.TokenCreate, actor: ActorDep, catalog: CatalogDep) -> dict[str, Any]:
     return _data("token", catalog.admin.create_token(actor, _dump(body)))

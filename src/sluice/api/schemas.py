@@ -298,6 +298,13 @@ class TokenCreate(Request):
     functionIds: list[str] | None = Field(None, description="Function roles limited to these functions")
 
 
+class MeOut(Document):
+    name: str
+    roles: list[str]
+    functionIds: list[str] | None
+    tokenId: str | None
+
+
 class TokenOut(Document):
     id: str
     name: str

@@ -7,7 +7,7 @@ RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: run test lint bench lock clean
+.PHONY: run test lint bench lock clean assets
 
 $(RUNTIME_STAMP): requirements.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ LOCKFLAGS := --generate-hashes --allow-unsafe --no-emit-index-url --no-emit-find
 lock:
 	$(PIPCOMPILE) -q $(LOCKFLAGS) -o requirements.lock requirements.in
 	$(PIPCOMPILE) -q $(LOCKFLAGS) -o requirements-dev.lock requirements-dev.in
+
+# Rebuild the console's bundled front-end assets (CodeMirror editor, Chart.js charts) from the pinned
+# console/package-lock.json. Needs Node.js and npm; not part of run/test: the built files under
+# src/sluice/console/static/vendor/ are committed. esbuild's binary comes from its optional platform
+# package (@esbuild/linux-x64 etc.), so its install script is not needed.
+assets:
+	cd console && npm ci --no-audit --no-fund --ignore-scripts && npm run build
 
 clean:
 	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache

@@ -35,6 +35,7 @@ from sluice.api.app import create_app
 from sluice.catalog.access import SYSTEM
 from sluice.catalog.service import Catalog
 from sluice.config import Config
+from sluice.console import console_route
 from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine
 from sluice.errors import ConfigError, SluiceError
 from sluice.ingest.app import DEFAULT_MAX_BACKLOG, create_ingest_app
@@ -229,6 +230,7 @@ def build_server(catalog: Catalog, config: Config, options: ServerOptions | None
         on_appended=delivery.wake,
         stats=stats,
     )
+    app.router.routes.append(console_route(app))  # the web console: its own paths only, calls /api in-process
     app.router.routes.append(Mount("/", app=ingest))  # last: /api, /healthz (and the console) come first
     server = Server(app, event_log, dedupe, delivery.recorder, delivery)
 

@@ -154,3 +154,34 @@ def test_a_read_only_token_cannot_save(page: Page, sluice: Sluice) -> None:
     assert status[0] == 403 and re.search(r"not allowed|may not|forbidden", status[1], re.I)
     assert sluice.api.get(f"/functions/{function['id']}").json()["data"]["function"]["version"] == 1
     page.shot("function-read-only")
+
+
+def test_keyboard_and_narrow_screens(browser: Any, sluice: Sluice) -> None:
+    function = sluice.create_function("def on_track(event, settings):\n    return event\n", name="Keys")
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    try:
+        page = Page(context.new_page(), sluice.url)
+        sign_in(page, sluice.token)
+        for path, name in (("/functions", "functions-narrow"), (f"/functions/{function['id']}", "editor-narrow")):
+            page.goto(path)
+            page.page.wait_for_selector("main")
+            overflow = page.page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            assert overflow <= 1, f"{path} scrolls sideways by {overflow} px at 390 px wide"
+            page.shot(name)
+        # tabs work from the keyboard (ARIA tabs: arrow keys move the selection)
+        page.page.focus("#tab-settings")
+        page.page.keyboard.press("ArrowRight")
+        assert page.page.get_attribute("#tab-test", "aria-selected") == "true"
+        assert page.page.is_visible("#panel-test") and not page.page.is_visible("#panel-settings")
+        # every visible form control has an accessible name
+        unnamed = page.page.evaluate(
+            """() => [...document.querySelectorAll('input, select, textarea, button')]
+                .filter(el => el.offsetParent !== null && el.type !== 'hidden')
+                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                              && !el.getAttribute('aria-labelledby') && !(el.innerText || '').trim())
+                .map(el => el.outerHTML.slice(0, 80))"""
+        )
+        assert unnamed == []
+        page.assert_no_errors()
+    finally:
+        context.close()

@@ -4,10 +4,14 @@ the browser, with a screenshot of each main page (test-artifacts/console/) and n
 from __future__ import annotations
 
 import re
+import time
 from typing import Any
 
 import pytest
+import segment.analytics
+from playwright.sync_api import expect
 
+from tests.conftest import HttpServer
 from tests.console.conftest import Page
 from tests.e2e.conftest import Sluice
 
@@ -18,6 +22,14 @@ EDITED = """async def on_track(event, settings):
     event["properties"]["enriched"] = True
     return event
 """
+
+
+def poll_until(check: Any, seconds: float) -> Any:
+    """``check()`` until it is truthy or ``seconds`` pass (returns its last value)."""
+    deadline = time.monotonic() + seconds
+    while not (value := check()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
 
 
 def sign_in(page: Page, token: str) -> None:
@@ -185,3 +197,70 @@ def test_keyboard_and_narrow_screens(browser: Any, sluice: Sluice) -> None:
         page.assert_no_errors()
     finally:
         context.close()
+
+
+DELIVERY_FUNCTION = """from sluice.fn import ValidationError
+
+def on_track(event, settings):
+    print("checking", event["messageId"])
+    if not event.get("properties", {}).get("email"):
+        raise ValidationError("email is required")
+    return event
+"""
+
+
+def test_connect_enable_send_with_an_sdk_and_watch_event_delivery(
+    page: Page, sluice: Sluice, http_server: HttpServer
+) -> None:
+    http_server.route("/hook", 200, {})
+    function = sluice.create_function(DELIVERY_FUNCTION, name="Checker")
+    destination = sluice.create_webhook(f"{http_server.url}/hook", name="Warehouse")
+    sign_in(page, sluice.token)
+    page.goto("/destinations")
+    page.shot("destinations")
+    page.page.click(f"[data-destination-id='{destination['id']}'] [data-test=destination-link]")
+    page.page.wait_for_selector("#connect-form")
+    page.page.select_option("#connect-function", function["id"])
+    with page.page.expect_navigation():
+        page.page.click("#connect-submit")
+    page.page.wait_for_selector("#instance-toggle")
+    page.page.once("dialog", lambda dialog: dialog.accept())  # "Enable the insert function?"
+    with page.page.expect_navigation():
+        page.page.click("#instance-toggle")
+    [instance] = sluice.api.get("/insert-function-instances", params={"integrationId": destination["id"]}).json()[
+        "data"
+    ]["instances"]
+    assert instance["enabled"] is True and instance["functionId"] == function["id"]
+    page.shot("destination")
+
+    # a real SDK: probes until the pipeline has picked the destination up (it reads the catalog
+    # every ~2 s; events sent before that are not for it), then three good events and one the
+    # function rejects
+    client = segment.analytics.Client(write_key=sluice.write_key, host=sluice.url, max_retries=2, upload_interval=0.1)
+    deadline = time.monotonic() + 60
+    while not http_server.bodies("/hook"):
+        assert time.monotonic() < deadline, "the destination never received a probe"
+        client.track(user_id="probe", event="Probe", properties={"email": "probe@example.com"})
+        client.flush()
+        poll_until(lambda: http_server.bodies("/hook"), seconds=1.0)
+    page.goto(f"/destinations/{destination['id']}/delivery?window=10m")  # open before the events arrive
+    before = page.page.inner_text("[data-test=delivery-delivered]")
+    for n in range(3):
+        client.track(user_id=f"u{n}", event="Signed Up", properties={"email": f"u{n}@example.com"})
+    client.track(user_id="u9", event="Signed Up", properties={"plan": "pro"})
+    client.flush()
+    client.join()
+    poll_until(lambda: sum(b.get("event") == "Signed Up" for b in http_server.bodies("/hook")) == 3, seconds=60)
+    delivered = len(http_server.bodies("/hook"))
+    assert before != str(delivered)
+    expect(page.page.locator("[data-test=delivery-delivered]")).to_have_text(str(delivered), timeout=60_000)
+    page.page.wait_for_selector("[data-test=error-row][data-outcome=message_rejected]", timeout=60_000)
+    row = page.page.locator("[data-test=error-row][data-outcome=message_rejected]")
+    assert row.locator("[data-test=error-reason-code]").inner_text().strip() == "ValidationError"
+    page.page.locator("[data-test=error-samples] summary").first.click()
+    sample = page.page.locator("[data-test=sample]").first
+    assert '"plan": "pro"' in sample.locator("[data-test=sample-event]").inner_text()
+    assert "checking" in sample.locator("[data-test=sample-logs]").inner_text()
+    assert "email is required" in sample.locator("[data-test=sample-error]").inner_text()
+    page.shot("event-delivery")
+    page.assert_no_errors()

@@ -253,6 +253,7 @@ def test_connect_enable_send_with_an_sdk_and_watch_event_delivery(
     poll_until(lambda: sum(b.get("event") == "Signed Up" for b in http_server.bodies("/hook")) == 3, seconds=60)
     delivered = len(http_server.bodies("/hook"))
     assert before != str(delivered)
+    # the open page shows them without a reload (it polls every few seconds)
     expect(page.page.locator("[data-test=delivery-delivered]")).to_have_text(str(delivered), timeout=60_000)
     page.page.wait_for_selector("[data-test=error-row][data-outcome=message_rejected]", timeout=60_000)
     row = page.page.locator("[data-test=error-row][data-outcome=message_rejected]")

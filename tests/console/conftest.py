@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.e2e.conftest import Sluice
+from tests.e2e.conftest import Sluice, sluice  # noqa: F401  (the real-server fixture, shared)
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "console"
@@ -113,17 +113,7 @@ class Page:
 
 
 @pytest.fixture
-def sluice(tmp_path: Path) -> Iterator[Sluice]:
-    server = Sluice(tmp_path / "data")
-    try:
-        server.start()
-        yield server
-    finally:
-        server.close()
-
-
-@pytest.fixture
-def page(browser: Any, sluice: Sluice) -> Iterator[Page]:
+def page(browser: Any, sluice: Sluice) -> Iterator[Page]:  # noqa: F811  (the fixture, by name)
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     tab = Page(context.new_page(), sluice.url)
     try:

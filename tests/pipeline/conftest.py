@@ -1,7 +1,8 @@
 """The delivery pipeline under test, in one process but with every real part: a SQLite catalog
 file, the SQLite event log, the Tracking API app (over ASGI), isolated function workers and a
 real HTTP destination on 127.0.0.1. Times are shortened (retries in tens of ms, catalog polled
-every 100 ms) so tests poll with deadlines and never sleep."""
+every 100 ms) so tests poll with deadlines and never sleep. Every test runs on a SQLite and on a
+PostgreSQL catalog."""
 
 from __future__ import annotations
 
@@ -125,9 +126,11 @@ async def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "co
 
 
 @pytest.fixture
-async def harness(tmp_path: Path) -> AsyncIterator[Harness]:
+async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
+    """On both catalogs: a SQLite file and a fresh PostgreSQL database (the event log is the
+    embedded SQLite one either way; NATS is the scale-out issue's)."""
     data_dir = tmp_path / "data"
-    catalog = Catalog.open(Config(data_dir=data_dir, database_url=f"sqlite:///{data_dir / 'sluice.db'}"))
+    catalog = Catalog.open(Config(data_dir=data_dir, database_url=database_url))
     source = catalog.sources.create(SYSTEM, {"name": "web"})
     event_log = SqliteEventLog(data_dir)
     recorder = DeliveryRecorder()

@@ -95,12 +95,12 @@ class Sender(threading.Thread):
         while not self._halt.is_set():
             try:
                 response = client.post(f"{self.server.url}/v1/batch", json=body, auth=(self.server.write_key, ""))
-                if response.status_code == 200:
-                    self.acked.append(batch)
-                    self.acked_ids.update(self.ids(batch))
-                    return True
-            except httpx.HTTPError:
-                pass
+            except httpx.HTTPError:  # the server is down (killed, restarting): try again below
+                response = None
+            if response is not None and response.status_code == 200:
+                self.acked.append(batch)
+                self.acked_ids.update(self.ids(batch))
+                return True
             self.failed_attempts += 1
             if time.monotonic() >= end:
                 return False

@@ -136,7 +136,7 @@ def percentile(samples: list[float], q: float) -> float:
 
 
 class HttpError(RuntimeError):
-    pass
+    """The server under benchmark answered something the sender cannot use."""
 
 
 class Conn:
@@ -317,7 +317,7 @@ class Sink:
                     + out
                 )
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError, ValueError):
-            pass
+            return  # the client closed the connection or sent garbage: this connection is done
         finally:
             writer.close()
 

@@ -96,7 +96,7 @@ class Or:
 
 @dataclass(frozen=True, slots=True)
 class All:
-    pass
+    """The condition ``all``: matches every event."""
 
 
 Node = All | Or | And | Not | Compare | Value

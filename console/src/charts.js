@@ -41,12 +41,22 @@ function datasetFor(series, index) {
     backgroundColor: color,
     borderDash: DASHES[index % DASHES.length],
     borderWidth: 2,
-    pointRadius: 0,
+    // A value with no neighbour (e.g. a p95 for one minute among empty ones) draws no line: mark it.
+    pointRadius: lonelyPointRadius,
     pointHoverRadius: 4,
     pointHitRadius: 6,
     tension: 0,
     spanGaps: false,
   };
+}
+
+function lonelyPointRadius(ctx) {
+  const data = ctx.dataset.data;
+  const i = ctx.dataIndex;
+  if (data[i] == null) return 0;
+  const before = i === 0 || data[i - 1] == null;
+  const after = i === data.length - 1 || data[i + 1] == null;
+  return before && after ? 3 : 0;
 }
 
 function normaliseData(data) {

@@ -413,6 +413,8 @@ def test_first_start_creates_a_demo_source_whose_write_key_ingests(tmp_path: Pat
         assert "Created the source 'Demo source'" in joined, first.output()
         key = first.seen[next(i for i, line in enumerate(first.seen) if "Demo source" in line) + 1].strip()
         assert any(line.startswith(f"sluice Tracking API: {url}/v1/track") for line in first.seen)
+        assert any(line.startswith(f"sluice console: {url}/ ") for line in first.seen)
+        assert httpx.get(url + "/", timeout=10, follow_redirects=True).url.path == "/login"
         sent = httpx.post(url + "/v1/track", json={"userId": "u", "event": "Hi"}, auth=(key, ""), timeout=10)
         assert sent.json() == {"success": True}
         assert httpx.post(url + "/v1/track", json={"userId": "u"}, auth=("nope", ""), timeout=10).status_code == 401

@@ -158,6 +158,7 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
         def started(real_port: int) -> None:
             url = base_url(config.host, real_port)
+            click.echo(f"sluice console: {url}/  (sign in with a token)")
             click.echo(f"sluice Tracking API: {url}/v1/track, /v1/batch, … (Segment and RudderStack SDKs: host {url})")
             click.echo(f"sluice API: {url}/api  (OpenAPI: {url}/api/openapi.json, docs: {url}/api/docs)")
             click.echo(f"Log in the CLI with: sluice login {url} --token <token>")

@@ -22,14 +22,16 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import orjson
 from fastapi import FastAPI
-from starlette.routing import Mount
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Mount, Route
 
 from sluice.api.app import create_app
 from sluice.catalog.access import SYSTEM
@@ -41,6 +43,7 @@ from sluice.errors import ConfigError, SluiceError
 from sluice.ingest.app import DEFAULT_MAX_BACKLOG, create_ingest_app
 from sluice.ingest.dedupe_sqlite import SqliteDeduplicator
 from sluice.ingest.stats import IngestStats
+from sluice.metrics import DeliveryTotals, Family, render
 from sluice.pipeline.runner import RunnerOptions
 from sluice.queue.sqlite import SqliteEventLog
 
@@ -81,6 +84,8 @@ class DeliveryProcess:
         self._stopping = False
         self.starts = 0
         self.released_leases = 0
+        self._carried = DeliveryTotals()  # totals of delivery processes that were replaced
+        self._latest = DeliveryTotals()  # the running one's last report
 
     @property
     def pid(self) -> int | None:
@@ -134,9 +139,12 @@ class DeliveryProcess:
                 message = orjson.loads(line)
                 if message.get("op") == "line":
                     self.recorder.record_line(message["destinationId"], OutcomeLine(*message["line"]))
+                elif message.get("op") == "stats":
+                    self._latest = DeliveryTotals.from_wire(message)
             except (orjson.JSONDecodeError, TypeError, KeyError):
                 log.warning("ignored a malformed message from the delivery process: %r", line[:200])
         code = await proc.wait()
+        self._carried, self._latest = self._carried.plus(self._latest), DeliveryTotals()
         if self._stopping:
             return
         log.error("the delivery process exited (code %s); starting another in %.0f s", code, RESTART_DELAY_S)
@@ -147,6 +155,10 @@ class DeliveryProcess:
                 return
             except (OSError, TimeoutError, SluiceError) as exc:
                 log.error("cannot restart the delivery process: %s", exc)
+
+    def totals(self) -> DeliveryTotals:
+        """What delivery counted since the server started (every delivery process together)."""
+        return self._carried.plus(self._latest)
 
     def _send(self, message: bytes) -> None:
         proc = self._proc
@@ -187,6 +199,37 @@ class Server:
     recorder: DeliveryRecorder
     delivery: DeliveryProcess
     started: bool = False
+
+
+def metrics_endpoint(
+    stats: IngestStats, event_log: SqliteEventLog, delivery: DeliveryProcess
+) -> Callable[[Request], Awaitable[Response]]:
+    """``GET /metrics``: Prometheus text format, no authentication (as Prometheus scrapes it);
+    it names source and destination ids, never events or settings."""
+
+    async def endpoint(_: Request) -> Response:
+        snapshot = stats.snapshot()
+        ingest = Family("sluice_ingest_events_total", "counter", "Events received by the Tracking API.")
+        for source, n in sorted(snapshot.accepted.items()):
+            ingest.add(n, source=source, result="accepted", reason="")
+        for source, reasons in sorted(snapshot.failed.items()):
+            for reason, n in sorted(reasons.items()):
+                ingest.add(n, source=source, result="failed", reason=reason)
+        for source, n in sorted(snapshot.duplicates.items()):
+            ingest.add(n, source=source, result="duplicate", reason="")
+        refused = Family("sluice_ingest_requests_refused_total", "counter", "Tracking API requests refused.")
+        for status, n in sorted(snapshot.refused.items()):
+            refused.add(n, status=str(status))
+        queue = Family("sluice_queue_entries", "gauge", "Event-log entries per destination and state (lag).")
+        for destination, state in sorted((await event_log.stats()).destinations.items()):
+            for name in ("new", "scheduled", "leased", "dead_letters"):
+                queue.add(getattr(state, name), destination=destination, state=name)
+        restarts = Family("sluice_delivery_process_restarts_total", "counter", "Delivery processes replaced.")
+        restarts.add(max(0, delivery.starts - 1))
+        families = [ingest, refused, queue, restarts, *delivery.totals().families()]
+        return Response(render(families), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return endpoint
 
 
 def lock_data_dir(data_dir: Path) -> IO[str]:
@@ -230,6 +273,7 @@ def build_server(catalog: Catalog, config: Config, options: ServerOptions | None
         on_appended=delivery.wake,
         stats=stats,
     )
+    app.router.routes.append(Route("/metrics", metrics_endpoint(stats, event_log, delivery), methods=["GET"]))
     app.router.routes.append(console_route(app))  # the web console: its own paths only, calls /api in-process
     app.router.routes.append(Mount("/", app=ingest))  # last: /api, /healthz (and the console) come first
     server = Server(app, event_log, dedupe, delivery.recorder, delivery)

@@ -9,7 +9,8 @@ server → here: ``{"op": "wake"}`` (events were appended; lease now), ``{"op": 
 "destinationId"}`` (someone tails that destination).
 here → server: ``{"op": "ready", "releasedLeases"}`` once delivering, ``{"op": "line",
 "destinationId", "line": [...]}`` (an :class:`~sluice.delivery.recorder.OutcomeLine`'s fields, only
-while someone follows).
+while someone follows), and every few seconds ``{"op": "stats", …}``: its totals for ``/metrics``
+(:class:`sluice.metrics.DeliveryTotals`).
 
 It holds ``delivery.lock`` in the data folder while it runs: one delivery process per folder, so
 it can make the leases of a predecessor that was killed due at once. It stops, after draining
@@ -46,6 +47,7 @@ __all__ = ["LOCK_NAME", "main"]
 log = logging.getLogger("sluice.worker")
 LOCK_NAME = "delivery.lock"
 LOCK_WAIT_S = 60.0
+STATS_EVERY_S = 2.0
 
 
 def _lock(data_dir: Path) -> IO[str]:
@@ -93,6 +95,12 @@ async def _commands(pipeline: Pipeline, recorder: DeliveryRecorder, stop: asynci
         stop.set()  # stdin closed: the server is gone
 
 
+async def _report(pipeline: Pipeline) -> None:
+    while True:
+        await asyncio.sleep(STATS_EVERY_S)
+        _send({"op": "stats", **pipeline.totals().to_wire()})
+
+
 async def run(config: Config, options: dict[str, Any]) -> None:
     lock = await asyncio.to_thread(_lock, config.data_dir)
     catalog = Catalog.open(config)
@@ -116,10 +124,12 @@ async def run(config: Config, options: dict[str, Any]) -> None:
         await pipeline.start()
         commands = loop.create_task(_commands(pipeline, recorder, stop))
         _send({"op": "ready", "releasedLeases": released})
+        reporter = loop.create_task(_report(pipeline))
         await stop.wait()
-        commands.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await commands
+        for task in (commands, reporter):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     finally:
         await pipeline.close()
         await event_log.close()

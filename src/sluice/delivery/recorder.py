@@ -15,7 +15,7 @@ from the injected clock; minutes are ``int(at // 60) * 60`` (epoch seconds of th
 from __future__ import annotations
 
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -140,6 +140,8 @@ class DeliveryRecorder:
         instead of kept)."""
         self._on_follow = on_follow
         self._on_line = on_line
+        #: Events per (destination, outcome) since this recorder was made (for /metrics).
+        self.totals: Counter[tuple[str, str]] = Counter()
         self._clock = clock
         self.samples_per_minute = samples_per_minute
         self.follow_s = follow_s
@@ -161,6 +163,7 @@ class DeliveryRecorder:
         key = (destination_id, minute_of(self._clock() if at is None else at), str(outcome), reason_code)
         counts = self._batch.counts
         counts[key] = counts.get(key, 0) + n
+        self.totals[(destination_id, str(outcome))] += n
 
     def latency(self, destination_id: str, latencies_ms: Iterable[float], at: float | None = None) -> None:
         """End-to-end latencies (ms) of delivered events."""

@@ -60,6 +60,17 @@ class RunnerOptions:
     error_backoff_s: float = 1.0
 
 
+def _stat_counts(pool: WorkerPool) -> dict[str, int]:
+    stats = pool.stats
+    return {
+        "started": stats.started,
+        "crashed": stats.crashed,
+        "killed_for_timeout": stats.killed_for_timeout,
+        "recycled": stats.recycled,
+        "frames": stats.frames,
+    }
+
+
 class _RateMeter:
     """Events per second over the last ``window_s`` seconds."""
 
@@ -114,6 +125,7 @@ class DestinationRunner:
         self._stopping = False
         self._tasks: list[asyncio.Task[None]] = []
         self.settled = 0  # entries settled by this runner (for tests and stats)
+        self._closed_pool_stats: collections.Counter[str] = collections.Counter()
 
     @property
     def plan(self) -> DestinationPlan:
@@ -163,9 +175,26 @@ class DestinationRunner:
             self._close_when_idle(old)
         self.wake()
 
+    def pool_stats(self) -> tuple[collections.Counter[str], tuple[float, float] | None]:
+        """Function worker counters of every pool this runner had, and the current pool's recent
+        frame round trip (p50, p99 ms), for /metrics."""
+        totals = collections.Counter(self._closed_pool_stats)
+        pool = self._gen.pool
+        if pool is None:
+            return totals, None
+        totals.update(_stat_counts(pool))
+        trips = sorted(pool.stats.round_trips_ms)
+        if not trips:
+            return totals, None
+        return totals, (trips[len(trips) // 2], trips[min(len(trips) - 1, int(len(trips) * 0.99))])
+
+    def _retire_pool(self, pool: WorkerPool) -> None:
+        self._closed_pool_stats.update(_stat_counts(pool))
+
     def _close_when_idle(self, gen: Generation) -> None:
         if gen.users == 0 and gen.pool is not None and gen.pool is not self._gen.pool:
             pool, gen.pool = gen.pool, None
+            self._retire_pool(pool)
             task = asyncio.get_running_loop().create_task(pool.close())
             task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 

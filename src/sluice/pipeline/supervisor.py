@@ -22,6 +22,7 @@ import contextlib
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -29,6 +30,7 @@ import httpx
 from anyio import to_thread
 
 from sluice.delivery.recorder import DeliveryRecorder, RecorderBatch
+from sluice.metrics import DeliveryTotals
 from sluice.pipeline.plan import DestinationPlan
 from sluice.pipeline.runner import DestinationRunner, PoolFactory, RunnerOptions
 from sluice.queue.base import EventLog
@@ -137,6 +139,17 @@ class Pipeline:
                 await runner.stop()
                 if self._subscribed.pop(gone, None):
                     await self.log.subscribe(gone, ())
+
+    def totals(self) -> DeliveryTotals:
+        """Outcomes and function-pool counters since this pipeline started (for /metrics)."""
+        totals = DeliveryTotals(outcomes=Counter(self.recorder.totals))
+        for destination, runner in self.runners.items():
+            counts, trips = runner.pool_stats()
+            if counts:
+                totals.pools[destination] = counts
+            if trips is not None:
+                totals.round_trip_ms[destination] = trips
+        return totals
 
     async def flush(self) -> None:
         """Write the recorder's pending counters, latencies and samples to the store."""

@@ -58,8 +58,9 @@ def real_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Sluice:
     """One ``sluice serve`` process at a time on one data folder."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
         self.data_dir = data_dir
+        self.database_url = database_url  # None: the embedded SQLite catalog in the data folder
         self.token = ADMIN_TOKEN
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
@@ -93,6 +94,8 @@ class Sluice:
         }
         for name in ("SLUICE_DATABASE_URL", "SLUICE_HOST", "SLUICE_PORT", "SLUICE_DATA_DIR"):
             env.pop(name, None)
+        if self.database_url is not None:
+            env["SLUICE_DATABASE_URL"] = self.database_url
         stderr = open(self.data_dir.parent / f"serve-{self.starts}.stderr", "w")  # noqa: SIM115
         self._lines = queue.Queue()
         # `python -m sluice` (sluice/__main__.py): `-m sluice.cli.main` has no __main__ guard.

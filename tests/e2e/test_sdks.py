@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import logging
 import uuid
+from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 import rudderstack.analytics
 import segment.analytics
@@ -131,3 +133,25 @@ def test_sdk_sends_every_call_type_through_an_insert_function(
     assert by_type["group"]["traits"] == {"name": "Analytical Engines", "employees": 12}
     assert by_type["alias"]["previousId"] == f"{user}-anon"
     assert len({e["messageId"] for e in events}) == len(TYPES)
+
+
+def test_serve_on_a_postgresql_catalog_delivers(tmp_path: Path, fresh_pg_url: str, http_server: HttpServer) -> None:
+    """The same server with SLUICE_DATABASE_URL=postgresql://…: catalog, delivery counts and samples
+    in PostgreSQL (the event log stays the embedded SQLite one)."""
+    server = Sluice(tmp_path / "data", database_url=fresh_pg_url)
+    try:
+        server.start()
+        server.connect_webhook(http_server, MARKING_FUNCTION, path="/hook")
+        client = _segment_client(server, lambda error, items: pytest.fail(f"SDK error: {error}"))
+        client.track("pg-user", "Postgres Works", {"n": 1})
+        client.flush()
+        client.join()
+        poll(
+            lambda: any(e.get("event") == "Postgres Works" for e in delivered_events(http_server, "/hook")),
+            deadline_s=30,
+            message="the event did not arrive",
+        )
+        with psycopg.connect(fresh_pg_url.replace("postgresql+psycopg:", "postgresql:")) as conn:
+            assert conn.execute("SELECT count(*) FROM destinations").fetchone() == (1,)
+    finally:
+        server.close()

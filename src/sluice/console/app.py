@@ -12,7 +12,7 @@ from starlette.routing import BaseRoute, Match, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from sluice.console import pages_auth, pages_destinations, pages_functions
+from sluice.console import pages_auth, pages_delivery, pages_destinations, pages_functions
 from sluice.console.api_client import ApiProblem
 from sluice.console.render import STATIC, CsrfFailed, LoginRequired, current_session, login_url, render
 from sluice.console.session import COOKIE, Sessions
@@ -59,6 +59,7 @@ def create_console(api_app: ASGIApp, sessions: Sessions | None = None) -> Starle
         *pages_auth.routes,
         *pages_functions.routes,
         *pages_destinations.routes,
+        *pages_delivery.routes,
         Mount("/static", app=StaticFiles(directory=str(STATIC)), name="static"),
     ]
     console = Starlette(

@@ -124,7 +124,7 @@ async def list_dead_letters(
     actor: ActorDep,
     catalog: CatalogDep,
     status: str | None = None,
-    since: datetime | None = None,
+    since: s.IsoDatetime | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, Any]:
     """Dead letters (e.g. ``expired``), oldest failure first."""

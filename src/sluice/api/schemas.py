@@ -6,6 +6,7 @@ rules (lengths, code that loads, settings against a schema) in the catalog servi
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -427,9 +428,13 @@ class DeadLetterOut(Document):
     event: Any = Field(description="The event as JSON (a string when it is not JSON)")
 
 
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
 def _iso_only(value: Any) -> Any:
-    if isinstance(value, int | float):  # pydantic would read a number as epoch seconds
-        raise ValueError("an ISO 8601 date-time string is expected, not a number")
+    # pydantic would read a number (or a numeric string, in a query) as epoch seconds
+    if isinstance(value, int | float) or (isinstance(value, str) and not _ISO_DATE.match(value)):
+        raise ValueError("an ISO 8601 date-time is expected, e.g. 2026-11-26T10:00:00Z")
     return value
 
 

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each figure printed beside its ceiling from the same run.
 
-Run one with `sluice bench runtime|js|queue|pipeline|fql [--json]`. Results go to stdout; with
+Run one with `sluice bench runtime|js|queue|pipeline|fql|nats [--json]`. Results go to stdout; with
 SLUICE_BENCH_JSON=path the JSON reports are also written to that file (one object per line).
 """
 
@@ -14,6 +14,7 @@ import orjson
 
 from sluice.bench import fql as fql_bench
 from sluice.bench import js as js_bench
+from sluice.bench import nats as nats_bench
 from sluice.bench import pipeline as pipeline_bench
 from sluice.bench import queue as queue_bench
 from sluice.bench.runtime import format_report, run_benchmark
@@ -39,6 +40,13 @@ def main() -> None:
     fql_report = fql_bench.run_benchmark()
     print(fql_bench.format_report(fql_report))
     reports.append({"benchmark": "fql", **fql_report})
+    try:
+        nats_report = asyncio.run(nats_bench.run_benchmark())
+    except OSError as exc:
+        print(f"NATS JetStream ceiling — skipped: {exc}")
+    else:
+        print(nats_bench.format_report(nats_report))
+        reports.append({"benchmark": "nats", **nats_report})
     target = os.environ.get("SLUICE_BENCH_JSON")
     if target:
         with open(target, "ab") as out:

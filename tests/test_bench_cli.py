@@ -93,3 +93,34 @@ def test_bench_js_json_reports_the_pool_beside_python_and_a_bare_node_loop() -> 
     assert report["events"] == 2000
     assert abs(report["jsVsNodeInProcess"] - report["jsEventsPerSec"] / report["nodeInProcessEventsPerSec"]) < 0.002
     assert set(report["meetsTargets"]) == {"jsEventsPerSec", "jsLatencyP99Ms"}
+
+
+def test_bench_nats_json_reports_the_jetstream_ceiling() -> None:
+    """Against the real NATS server (its own stream, deleted afterwards); no speed is asserted."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        if probe.connect_ex(("127.0.0.1", 4222)) != 0:
+            skip_or_fail("NATS is not listening on 127.0.0.1:4222")
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", "nats", "--events", "2000", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["events"] == 2000
+    assert report["publishEventsPerSec"] > 0 and report["consumeAckEventsPerSec"] > 0
+
+
+def test_bench_nats_names_an_unreachable_server() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", "nats", "--url", "nats://127.0.0.1:9", "--events", "1000"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "cannot reach NATS" in result.stderr and "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr

@@ -24,6 +24,21 @@ def bench_queue(count: int, as_json: bool) -> None:
     click.echo(orjson.dumps(report).decode() if as_json else format_report(report))
 
 
+@bench_group.command("nats")
+@click.option("--events", "count", type=click.IntRange(min=1000), default=50_000, show_default=True)
+@click.option("--url", help="NATS server [env SLUICE_NATS_URL; default nats://127.0.0.1:4222].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_nats(count: int, url: str | None, as_json: bool) -> None:
+    """NATS JetStream's own publish and pull+ack ceilings on this machine (the scale-out log's base)."""
+    from sluice.bench.nats import format_report, run_benchmark
+
+    try:
+        report = asyncio.run(run_benchmark(count=count, url=url))
+    except (OSError, TimeoutError) as exc:
+        raise click.ClickException(f"cannot reach NATS: {exc}") from None
+    click.echo(orjson.dumps(report).decode() if as_json else format_report(report))
+
+
 @bench_group.command("runtime")
 @click.option("--events", "count", type=click.IntRange(min=1000), default=200_000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True)

@@ -10,13 +10,15 @@ import sys
 from tests.conftest import skip_or_fail
 
 
-def test_bench_runtime_json_reports_figures_beside_ceiling() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice", "bench", "runtime", "--events", "2000", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+def bench(*args: str, timeout: int) -> subprocess.CompletedProcess[str]:
+    """``sluice bench ARGS`` as a user runs it: a real subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "sluice", "bench", *args], capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_bench_runtime_json_reports_figures_beside_ceiling() -> None:
+    result = bench("runtime", "--events", "2000", "--json", timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in (
@@ -33,12 +35,7 @@ def test_bench_runtime_json_reports_figures_beside_ceiling() -> None:
 
 
 def test_bench_queue_json_reports_the_log_beside_a_bare_sqlite_ceiling() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice", "bench", "queue", "--events", "2000", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = bench("queue", "--events", "2000", "--json", timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in ("sqliteAppendEventsPerSec", "sqliteLeaseAckEventsPerSec", "bareSqliteInsertCeilingEventsPerSec"):
@@ -47,12 +44,7 @@ def test_bench_queue_json_reports_the_log_beside_a_bare_sqlite_ceiling() -> None
 
 
 def test_bench_pipeline_json_reports_end_to_end_figures_beside_ceilings() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice", "bench", "pipeline", "--events", "2000", "--seconds", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = bench("pipeline", "--events", "2000", "--seconds", "1", "--json", timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in (
@@ -73,12 +65,7 @@ def test_bench_pipeline_json_reports_end_to_end_figures_beside_ceilings() -> Non
 def test_bench_js_json_reports_the_pool_beside_python_and_a_bare_node_loop() -> None:
     if shutil.which("node") is None:
         skip_or_fail("the JavaScript benchmark needs Node.js on PATH")
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice", "bench", "js", "--events", "2000", "--latency-events", "300", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = bench("js", "--events", "2000", "--latency-events", "300", "--json", timeout=300)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     for key in (
@@ -103,12 +90,7 @@ def test_bench_nats_json_reports_the_jetstream_ceiling() -> None:
         probe.settimeout(2)
         if probe.connect_ex(("127.0.0.1", 4222)) != 0:
             skip_or_fail("NATS is not listening on 127.0.0.1:4222")
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice", "bench", "nats", "--events", "2000", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = bench("nats", "--events", "2000", "--json", timeout=120)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["events"] == 2000
@@ -116,11 +98,6 @@ def test_bench_nats_json_reports_the_jetstream_ceiling() -> None:
 
 
 def test_bench_nats_names_an_unreachable_server() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "sluice", "bench", "nats", "--url", "nats://127.0.0.1:9", "--events", "1000"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = bench("nats", "--url", "nats://127.0.0.1:9", "--events", "1000", timeout=60)
     assert result.returncode == 1
     assert "cannot reach NATS" in result.stderr and "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr

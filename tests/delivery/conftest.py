@@ -4,6 +4,7 @@ address that refuses connections. All on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import AsyncIterator, Iterator
 
@@ -29,11 +30,10 @@ class HungServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         try:
-            await reader.readuntil(b"\r\n\r\n")
-            self.received.set()
-            await self.release.wait()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
+            with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):  # the client gave up
+                await reader.readuntil(b"\r\n\r\n")
+                self.received.set()
+                await self.release.wait()
         finally:
             writer.close()
 

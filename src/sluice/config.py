@@ -18,6 +18,18 @@ class Config:
     admin_token: str | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    #: ``SLUICE_QUEUE_URL``: ``nats://host:4222[?prefix=…&ack_wait=…&replicas=…&max_age=…]`` for the
+    #: scale-out event log on NATS JetStream; unset (or ``sqlite:``) = ``queue.db`` in the data folder.
+    queue_url: str | None = None
+
+    @property
+    def shared_queue(self) -> bool:
+        """The event log is NATS (shared by processes on any machine), not a file in the data folder."""
+        return bool(self.queue_url) and not str(self.queue_url).startswith("sqlite:")
+
+    @property
+    def shared_catalog(self) -> bool:
+        return self.database_url.startswith("postgresql")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
@@ -38,6 +50,7 @@ class Config:
             admin_token=env.get("SLUICE_ADMIN_TOKEN") or None,
             host=env.get("SLUICE_HOST") or "127.0.0.1",
             port=port,
+            queue_url=_queue_url(env.get("SLUICE_QUEUE_URL") or None),
         )
 
     def with_data_dir(self, data_dir: Path, env: Mapping[str, str] | None = None) -> Config:
@@ -45,3 +58,9 @@ class Config:
         env = os.environ if env is None else env
         url = env.get("SLUICE_DATABASE_URL") or f"sqlite:///{(data_dir / 'sluice.db').resolve()}"
         return replace(self, data_dir=data_dir, database_url=url)
+
+
+def _queue_url(url: str | None) -> str | None:
+    if url is None or url.startswith(("nats://", "tls://")) or url == "sqlite:" or url.startswith("sqlite:///"):
+        return url
+    raise ConfigError(f"SLUICE_QUEUE_URL must be nats://host:port (NATS JetStream) or sqlite:///path, got {url!r}")

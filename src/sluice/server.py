@@ -25,7 +25,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 import orjson
 from fastapi import FastAPI
@@ -41,13 +41,24 @@ from sluice.console import console_route
 from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine
 from sluice.errors import ConfigError, SluiceError
 from sluice.ingest.app import DEFAULT_MAX_BACKLOG, create_ingest_app
+from sluice.ingest.dedupe import Deduplicator
 from sluice.ingest.dedupe_sqlite import SqliteDeduplicator
 from sluice.ingest.stats import IngestStats
 from sluice.metrics import DeliveryTotals, Family, render
 from sluice.pipeline.runner import RunnerOptions
-from sluice.queue.sqlite import SqliteEventLog
+from sluice.queue.base import EventLog
+from sluice.queue.factory import open_event_log
 
-__all__ = ["DeliveryProcess", "Server", "ServerOptions", "build_server", "ensure_demo_source", "lock_data_dir"]
+__all__ = [
+    "ROLES",
+    "DeliveryProcess",
+    "Server",
+    "ServerOptions",
+    "build_server",
+    "check_role",
+    "ensure_demo_source",
+    "lock_data_dir",
+]
 
 log = logging.getLogger("sluice.server")
 DEMO_SOURCE_NAME = "Demo source"
@@ -97,6 +108,8 @@ class DeliveryProcess:
         env["SLUICE_DATABASE_URL"] = self._config.database_url
         if self._config.secret_key:
             env["SLUICE_SECRET_KEY"] = self._config.secret_key
+        if self._config.queue_url:
+            env["SLUICE_QUEUE_URL"] = self._config.queue_url
         return env
 
     async def start(self) -> None:
@@ -191,18 +204,39 @@ class DeliveryProcess:
                 await self._watch
 
 
+ROLES = ("all", "ingest", "worker", "api")
+
+
 @dataclass(slots=True)
 class Server:
     app: FastAPI
-    event_log: SqliteEventLog
-    dedupe: SqliteDeduplicator
+    role: str
+    event_log: EventLog
+    dedupe: ClosingDeduplicator | None
     recorder: DeliveryRecorder
-    delivery: DeliveryProcess
+    delivery: DeliveryProcess | None
     started: bool = False
 
 
+def check_role(role: str, config: Config) -> None:
+    """Roles other than ``all`` share their state through PostgreSQL and NATS only (DESIGN §5)."""
+    if role not in ROLES:
+        raise ConfigError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    if role == "all":
+        return
+    missing = []
+    if not config.shared_catalog:
+        missing.append("SLUICE_DATABASE_URL=postgresql://…")
+    if not config.shared_queue:
+        missing.append("SLUICE_QUEUE_URL=nats://…")
+    if not config.secret_key:
+        missing.append("SLUICE_SECRET_KEY (the same on every process: it seals secret settings)")
+    if missing:
+        raise ConfigError(f"--role {role} runs beside other sluice processes and needs {', '.join(missing)}")
+
+
 def metrics_endpoint(
-    stats: IngestStats, event_log: SqliteEventLog, delivery: DeliveryProcess
+    stats: IngestStats, event_log: EventLog, delivery: DeliveryProcess | None
 ) -> Callable[[Request], Awaitable[Response]]:
     """``GET /metrics``: Prometheus text format, no authentication (as Prometheus scrapes it);
     it names source and destination ids, never events or settings."""
@@ -224,9 +258,11 @@ def metrics_endpoint(
         for destination, state in sorted((await event_log.stats()).destinations.items()):
             for name in ("new", "scheduled", "leased", "dead_letters"):
                 queue.add(getattr(state, name), destination=destination, state=name)
-        restarts = Family("sluice_delivery_process_restarts_total", "counter", "Delivery processes replaced.")
-        restarts.add(max(0, delivery.starts - 1))
-        families = [ingest, refused, queue, restarts, *delivery.totals().families()]
+        families = [ingest, refused, queue]
+        if delivery is not None:
+            restarts = Family("sluice_delivery_process_restarts_total", "counter", "Delivery processes replaced.")
+            restarts.add(max(0, delivery.starts - 1))
+            families += [restarts, *delivery.totals().families()]
         return Response(render(families), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return endpoint
@@ -258,36 +294,76 @@ def ensure_demo_source(catalog: Catalog) -> dict[str, Any] | None:
     return catalog.sources.create(SYSTEM, {"name": DEMO_SOURCE_NAME})
 
 
-def build_server(catalog: Catalog, config: Config, options: ServerOptions | None = None) -> Server:
+def build_server(
+    catalog: Catalog, config: Config, options: ServerOptions | None = None, *, role: str = "all"
+) -> Server:
+    """The ASGI app of one ``sluice serve --role …`` process.
+
+    ``all``: ingest, API, console and a delivery child process. ``ingest``: the Tracking API only.
+    ``api``: the API and the console. ``worker``: a delivery child process only. Every role serves
+    ``/metrics`` and ``/healthz``.
+    """
+    check_role(role, config)
     options = options or ServerOptions()
-    event_log = SqliteEventLog(config.data_dir, filename="queue.db")
-    dedupe = SqliteDeduplicator(config.data_dir / "dedupe.db")
-    delivery = DeliveryProcess(config, options)
+    event_log = open_event_log(config)
+    delivery = DeliveryProcess(config, options) if role in ("all", "worker") else None
+    recorder = delivery.recorder if delivery is not None else DeliveryRecorder()
     stats = IngestStats()
-    app = create_app(catalog, recorder=delivery.recorder, event_log=event_log, ingest_stats=stats)
-    ingest = create_ingest_app(
-        resolve_write_key=catalog.sources.resolve_write_key,
-        log=event_log,
-        dedupe=dedupe,
-        max_backlog=options.max_backlog,
-        on_appended=delivery.wake,
-        stats=stats,
-    )
+    dedupe: ClosingDeduplicator | None = None
+    serves_api = role in ("all", "api")
+    if serves_api:  # the tail of live outcomes needs this process's delivery (role all)
+        app = create_app(
+            catalog, recorder=delivery.recorder if delivery else None, event_log=event_log, ingest_stats=stats
+        )
+    else:
+        app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+        app.router.routes.append(Route("/healthz", _healthz, methods=["GET"]))
     app.router.routes.append(Route("/metrics", metrics_endpoint(stats, event_log, delivery), methods=["GET"]))
-    app.router.routes.append(console_route(app))  # the web console: its own paths only, calls /api in-process
-    app.router.routes.append(Mount("/", app=ingest))  # last: /api, /healthz (and the console) come first
-    server = Server(app, event_log, dedupe, delivery.recorder, delivery)
+    if serves_api:
+        app.router.routes.append(console_route(app))  # the web console: its own paths only, calls /api in-process
+    if role in ("all", "ingest"):
+        dedupe = open_deduplicator(config)
+        ingest = create_ingest_app(
+            resolve_write_key=catalog.sources.resolve_write_key,
+            log=event_log,
+            dedupe=dedupe,
+            max_backlog=options.max_backlog,
+            on_appended=delivery.wake if delivery is not None else None,
+            stats=stats,
+        )
+        app.router.routes.append(Mount("/", app=ingest))  # last: /api, /healthz (and the console) come first
+    server = Server(app, role, event_log, dedupe, recorder, delivery)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: object) -> AsyncIterator[None]:
-        await delivery.start()
+        if delivery is not None:
+            await delivery.start()
         server.started = True
         try:
             yield
         finally:
-            await delivery.stop()  # uvicorn has finished the requests in flight: drain delivery
+            if delivery is not None:
+                await delivery.stop()  # uvicorn has finished the requests in flight: drain delivery
             await event_log.close()
-            await dedupe.close()
+            if dedupe is not None:
+                await dedupe.close()
 
     app.router.lifespan_context = lifespan
     return server
+
+
+async def _healthz(_: Request) -> Response:
+    return Response(b'{"ok":true}', media_type="application/json")
+
+
+class ClosingDeduplicator(Deduplicator, Protocol):
+    async def close(self) -> None: ...
+
+
+def open_deduplicator(config: Config) -> ClosingDeduplicator:
+    """``dedupe.db`` in the data folder; with a PostgreSQL catalog, a table there (shared by ingest processes)."""
+    if config.shared_catalog:
+        from sluice.ingest.dedupe_pg import PostgresDeduplicator
+
+        return PostgresDeduplicator(config.database_url)
+    return SqliteDeduplicator(config.data_dir / "dedupe.db")

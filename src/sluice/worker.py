@@ -40,6 +40,7 @@ from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine
 from sluice.errors import ConfigError
 from sluice.pipeline.runner import RunnerOptions
 from sluice.pipeline.supervisor import Pipeline
+from sluice.queue.factory import open_event_log
 from sluice.queue.sqlite import SqliteEventLog
 
 __all__ = ["LOCK_NAME", "main"]
@@ -104,7 +105,7 @@ async def _report(pipeline: Pipeline) -> None:
 async def run(config: Config, options: dict[str, Any]) -> None:
     lock = await asyncio.to_thread(_lock, config.data_dir)
     catalog = Catalog.open(config)
-    event_log = SqliteEventLog(config.data_dir, filename="queue.db")
+    event_log = open_event_log(config)
     recorder = DeliveryRecorder(on_line=_forward_line)
     pipeline = Pipeline(
         event_log=event_log,
@@ -120,7 +121,9 @@ async def run(config: Config, options: dict[str, Any]) -> None:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     try:
-        released = await event_log.release_leases()
+        # The file log is this folder's alone: leases of a killed predecessor are abandoned for
+        # sure. A shared log (NATS) may be leased by other processes: its leases run out instead.
+        released = await event_log.release_leases() if isinstance(event_log, SqliteEventLog) else 0
         await pipeline.start()
         commands = loop.create_task(_commands(pipeline, recorder, stop))
         _send({"op": "ready", "releasedLeases": released})

@@ -26,7 +26,10 @@ from sluice.ingest.app import create_ingest_app
 from sluice.ingest.dedupe import MemoryDeduplicator
 from sluice.pipeline.runner import RunnerOptions
 from sluice.pipeline.supervisor import Pipeline
+from sluice.queue.base import EventLog
+from sluice.queue.nats import NatsEventLog
 from sluice.queue.sqlite import SqliteEventLog
+from tests.nats_util import require_nats, unique_prefix
 
 ECHO = "def on_track(event, settings):\n    event['properties']['via'] = 'sluice'\n    return event\n"
 
@@ -43,7 +46,7 @@ FAST = RunnerOptions(
 @dataclass
 class Harness:
     catalog: Catalog
-    log: SqliteEventLog
+    log: EventLog
     recorder: DeliveryRecorder
     pipeline: Pipeline
     ingest: httpx.AsyncClient
@@ -125,14 +128,22 @@ async def until(check: Callable[[], Any], timeout: float = 30.0, what: str = "co
         await asyncio.sleep(0.02)
 
 
-@pytest.fixture
-async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
-    """On both catalogs: a SQLite file and a fresh PostgreSQL database (the event log is the
-    embedded SQLite one either way; NATS is the scale-out issue's)."""
+@pytest.fixture(params=["sqlite", "postgresql", "postgresql+nats"])
+async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Harness]:
+    """On every backend: the embedded default (SQLite catalog and log), a PostgreSQL catalog with
+    the SQLite log, and the scale-out pair (PostgreSQL catalog, NATS JetStream log)."""
     data_dir = tmp_path / "data"
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    else:
+        database_url = request.getfixturevalue("fresh_pg_url")
     catalog = Catalog.open(Config(data_dir=data_dir, database_url=database_url))
     source = catalog.sources.create(SYSTEM, {"name": "web"})
-    event_log = SqliteEventLog(data_dir)
+    event_log: EventLog
+    if request.param.endswith("+nats"):
+        event_log = NatsEventLog(require_nats(), prefix=unique_prefix())
+    else:
+        event_log = SqliteEventLog(data_dir)
     recorder = DeliveryRecorder()
     pipeline = Pipeline(
         event_log=event_log,
@@ -156,5 +167,7 @@ async def harness(tmp_path: Path, database_url: str) -> AsyncIterator[Harness]:
     finally:
         await pipeline.close()
         await ingest.aclose()
+        if isinstance(event_log, NatsEventLog):
+            await event_log.delete_everything()
         await event_log.close()
         catalog.close()

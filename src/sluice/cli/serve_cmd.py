@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Generator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import IO, TYPE_CHECKING, NoReturn
 
 import click
 
@@ -21,6 +21,9 @@ from sluice.errors import ConfigError
 
 if TYPE_CHECKING:
     import uvicorn
+
+    from sluice.catalog.service import Catalog
+    from sluice.config import Config
 
 EXIT_FAILED = 1
 
@@ -98,20 +101,33 @@ def _make_server(config: uvicorn.Config, on_started: Callable[[int], None]) -> u
     type=click.Path(file_okay=False, path_type=Path),
     help="Data folder: the SQLite database, the secret key, the admin token [env SLUICE_DATA_DIR; default ./.sluice].",
 )
-def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "ingest", "worker", "api"]),
+    envvar="SLUICE_ROLE",
+    default="all",
+    show_default=True,
+    help="What this process does [env SLUICE_ROLE]: all of it, or one part beside other processes "
+    "(needs SLUICE_DATABASE_URL=postgresql://…, SLUICE_QUEUE_URL=nats://… and SLUICE_SECRET_KEY; "
+    "see docs/scale-out.md).",
+)
+def serve(host: str | None, port: int | None, data_dir: Path | None, role: str) -> None:
     """Start sluice: the Tracking API (/v1/*), the control-plane API (/api) and delivery, on the
     embedded SQLite default.
 
     On the first start an owner token is generated, printed once and saved to <data dir>/admin-token
     (unless SLUICE_ADMIN_TOKEN is set), and a demo source is created (its write key is printed).
     Stops on Ctrl+C or SIGTERM after delivering or settling the events in flight.
+
+    With --role ingest|worker|api, processes of each role share only PostgreSQL and NATS
+    JetStream, on any number of machines.
     """
     # Imported here so the other commands start fast.
     import uvicorn
 
     from sluice.catalog.service import Catalog
     from sluice.config import Config
-    from sluice.server import build_server, ensure_demo_source, lock_data_dir
+    from sluice.server import build_server, check_role, lock_data_dir
 
     env = dict(os.environ)
     if port is not None:  # the command line wins over a bad SLUICE_PORT
@@ -124,9 +140,15 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         fail(str(exc))
     if host is not None:
         config = replace(config, host=host)
-
     try:
-        lock = lock_data_dir(config.data_dir)
+        check_role(role, config)
+    except ConfigError as exc:
+        fail(str(exc))
+
+    lock: IO[str] | None = None
+    try:  # the data folder holds delivery's files (function scratch, the embedded logs)
+        if role in ("all", "worker"):
+            lock = lock_data_dir(config.data_dir)
     except ConfigError as exc:
         fail(str(exc))
     except OSError as exc:
@@ -141,30 +163,25 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
         sock.close()
         fail(f"cannot open the catalog database: {type(exc).__name__}: {exc}")
     try:
-        try:
-            token = catalog.admin.bootstrap_owner(config.data_dir, config.admin_token)
-        except ConfigError as exc:
-            fail(str(exc))
-        except OSError as exc:
-            fail(f"cannot save the admin token in {config.data_dir}: {exc.strerror or exc}")
-        if token is not None:
-            saved = (config.data_dir / "admin-token").resolve()
-            click.echo(f"Admin token (owner; shown only this once, saved to {saved}):")
-            click.echo(f"  {token}")
-        demo = ensure_demo_source(catalog)
-        if demo is not None:
-            click.echo(f"Created the source {demo['name']!r} ({demo['id']}); its write key:")
-            click.echo(f"  {demo['writeKeys'][0]}")
+        if role in ("all", "api"):
+            _bootstrap(catalog, config)
 
         def started(real_port: int) -> None:
             url = base_url(config.host, real_port)
-            click.echo(f"sluice console: {url}/  (sign in with a token)")
-            click.echo(f"sluice Tracking API: {url}/v1/track, /v1/batch, … (Segment and RudderStack SDKs: host {url})")
-            click.echo(f"sluice API: {url}/api  (OpenAPI: {url}/api/openapi.json, docs: {url}/api/docs)")
-            click.echo(f"Log in the CLI with: sluice login {url} --token <token>")
+            if role in ("all", "api"):
+                click.echo(f"sluice console: {url}/  (sign in with a token)")
+            if role in ("all", "ingest"):
+                click.echo(
+                    f"sluice Tracking API: {url}/v1/track, /v1/batch, … (Segment and RudderStack SDKs: host {url})"
+                )
+            if role in ("all", "api"):
+                click.echo(f"sluice API: {url}/api  (OpenAPI: {url}/api/openapi.json, docs: {url}/api/docs)")
+                click.echo(f"Log in the CLI with: sluice login {url} --token <token>")
+            if role != "all":
+                click.echo(f"sluice {role} process: metrics at {url}/metrics")
             click.echo("Press Ctrl+C to stop.")
 
-        server = build_server(catalog, config)
+        server = build_server(catalog, config, role=role)
         bound_port = int(sock.getsockname()[1])
         uv_config = uvicorn.Config(
             server.app, host=config.host, port=bound_port, log_level="info", timeout_graceful_shutdown=30
@@ -174,5 +191,31 @@ def serve(host: str | None, port: int | None, data_dir: Path | None) -> None:
     finally:
         sock.close()
         catalog.close()
-        lock.close()
+        if lock is not None:
+            lock.close()
     click.echo("sluice stopped.")
+
+
+def _bootstrap(catalog: Catalog, config: Config) -> None:
+    """First start: an owner token (printed once) and the demo source. Several API processes may
+    start together on one PostgreSQL catalog: the one that loses the race finds them made."""
+    import sqlalchemy.exc
+
+    from sluice.server import ensure_demo_source
+
+    try:
+        token = catalog.admin.bootstrap_owner(config.data_dir, config.admin_token)
+    except ConfigError as exc:
+        fail(str(exc))
+    except OSError as exc:
+        fail(f"cannot save the admin token in {config.data_dir}: {exc.strerror or exc}")
+    except sqlalchemy.exc.IntegrityError:
+        token = None  # another process created the same SLUICE_ADMIN_TOKEN a moment ago
+    if token is not None:
+        saved = (config.data_dir / "admin-token").resolve()
+        click.echo(f"Admin token (owner; shown only this once, saved to {saved}):")
+        click.echo(f"  {token}")
+    demo = ensure_demo_source(catalog)
+    if demo is not None:
+        click.echo(f"Created the source {demo['name']!r} ({demo['id']}); its write key:")
+        click.echo(f"  {demo['writeKeys'][0]}")

@@ -15,7 +15,7 @@ import pytest
 
 from sluice.catalog.service import Catalog
 from sluice.config import Config
-from sluice.console.session import Sessions
+from sluice.console.session import MemorySessions
 from sluice.server import build_server
 
 CODE_V1 = "def on_track(event, settings):\n    event['properties']['via'] = 'v1'\n    return event\n"
@@ -188,7 +188,7 @@ async def test_logout_ends_the_session(browser: Browser) -> None:
 
 def test_sessions_expire_after_twelve_idle_hours() -> None:
     now = [0.0]
-    sessions = Sessions(clock=lambda: now[0])
+    sessions = MemorySessions(clock=lambda: now[0])
     session = sessions.create("tok", {"name": "owner", "roles": ["WORKSPACE_OWNER"]})
     now[0] = 11 * 3600
     assert sessions.get(session.sid) is session  # a request refreshes the idle timer

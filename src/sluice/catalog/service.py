@@ -15,6 +15,7 @@ from sluice.catalog.db import create_engine_for, migrate
 from sluice.catalog.delivery_store import DeliveryStore
 from sluice.catalog.filters import FiltersService
 from sluice.catalog.functions import FunctionsService, PreviewRunner
+from sluice.catalog.sessions import ConsoleSessions
 from sluice.config import Config
 from sluice.functions.run import arun_function
 
@@ -37,6 +38,7 @@ class Catalog:
         self.admin = AdminService(self.core)
         self.delivery = DeliveryStore(self.core)
         self.filters = FiltersService(self.core)
+        self.console_sessions = ConsoleSessions(self.core)  # shared by every API process
 
     @classmethod
     def open(cls, config: Config, **kwargs: object) -> Catalog:

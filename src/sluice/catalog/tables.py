@@ -211,3 +211,18 @@ destination_filters = Table(
     Column("position", Integer, nullable=False),  # order within the destination (creation order)
     *_times(),
 )
+
+# --- web-console sessions (shared by every API process), managed by sluice.catalog.sessions ---------
+
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("id_hash", String(64), primary_key=True),  # SHA-256 (hex) of the session id: the cookie value
+    Column("token", Text, nullable=False),  # the API token signed in with, sealed (enc:v1:…)
+    Column("csrf", String(100), nullable=False),
+    Column("me", JSON, nullable=False),  # GET /api/me at sign-in
+    Column("flashes", JSON, nullable=False),  # [[kind, text], …] shown once on the next page
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("last_seen_at", DateTime(timezone=True), nullable=False),  # refreshed at most once a minute
+    Index("ix_console_sessions_last_seen_at", "last_seen_at"),
+)

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from sluice.console import pages_auth, pages_delivery, pages_destinations, pages_functions
 from sluice.console.api_client import ApiProblem
 from sluice.console.render import STATIC, CsrfFailed, LoginRequired, current_session, login_url, render
-from sluice.console.session import COOKIE, Sessions
+from sluice.console.session import COOKIE, MemorySessions, Sessions
 
 __all__ = ["ConsoleRoute", "console_route", "create_console"]
 
@@ -53,7 +53,12 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 def create_console(api_app: ASGIApp, sessions: Sessions | None = None) -> Starlette:
-    """The console; ``api_app`` serves the public API under ``/api`` (called in-process)."""
+    """The console; ``api_app`` serves the public API under ``/api`` (called in-process).
+
+    ``sessions``: where sign-ins live; ``sluice serve`` passes the catalog's
+    (:class:`sluice.catalog.sessions.ConsoleSessions`, shared by every API process). Without it,
+    a :class:`~sluice.console.session.MemorySessions` of this process only.
+    """
     routes: list[BaseRoute] = [
         Route("/", _home, methods=["GET"]),
         *pages_auth.routes,
@@ -72,7 +77,7 @@ def create_console(api_app: ASGIApp, sessions: Sessions | None = None) -> Starle
         },
     )
     console.state.api_app = api_app
-    console.state.sessions = sessions if sessions is not None else Sessions()
+    console.state.sessions = sessions if sessions is not None else MemorySessions()
     return console
 
 

@@ -1,9 +1,10 @@
 """Sign in with an API token, sign out.
 
-The token is checked with ``GET /api/me``; on success the server keeps it in an in-memory
-session and the browser gets only the session id (cookie ``sluice_session``: HttpOnly,
-SameSite=Strict, Path=/, Secure over https). The login form itself is protected against login
-CSRF by a double-submit cookie.
+The token is checked with ``GET /api/me``; on success the server keeps it in a session (in the
+catalog database under ``sluice serve``, the token sealed: :mod:`sluice.catalog.sessions`) and
+the browser gets only the session id (cookie ``sluice_session``: HttpOnly, SameSite=Strict,
+Path=/, Secure over https). Signing out deletes the session for every API process. The login
+form itself is protected against login CSRF by a double-submit cookie.
 """
 
 from __future__ import annotations

@@ -1,9 +1,15 @@
-"""In-memory console sessions.
+"""Console sessions: what the pages need of them, and an in-memory store for tests.
 
-A session holds the API token the user signed in with, a CSRF token and ``GET /api/me``. They
-live in this server process only: a restart (or a second server process behind a load
-balancer) signs users out — they sign in again with their token. Sessions expire after 12 hours
-without a request.
+A session holds the API token the user signed in with, a CSRF token, ``GET /api/me`` and the
+flash messages for the next page; the browser holds only its id (cookie :data:`COOKIE`).
+Sessions expire after 12 hours without a request.
+
+``sluice serve`` gives the console the catalog's store,
+:class:`sluice.catalog.sessions.ConsoleSessions`: sessions live in the catalog database, so
+every API process behind a load balancer shares them, a restart signs nobody out and signing
+out on one process ends the session everywhere. :class:`MemorySessions` keeps them in this
+process only; it is what :func:`~sluice.console.app.create_console` uses when given no store
+(tests that build the console without a catalog).
 """
 
 from __future__ import annotations
@@ -12,32 +18,33 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
+
+from sluice.catalog.sessions import IDLE_S, Session
+
+__all__ = ["COOKIE", "IDLE_S", "MemorySessions", "Session", "Sessions"]
 
 COOKIE = "sluice_session"
-IDLE_S = 12 * 3600.0
 
 
-@dataclass(slots=True)
-class Session:
-    sid: str
-    token: str
-    csrf: str
-    me: dict[str, Any]
-    last_seen: float = 0.0
-    flashes: list[tuple[str, str]] = field(default_factory=list)  # (kind: ok|error|info, text)
+class Sessions(Protocol):
+    """What the console needs of a session store (``MemorySessions``, the catalog's ``ConsoleSessions``)."""
 
-    def flash(self, text: str, kind: str = "ok") -> None:
-        self.flashes.append((kind, text))
+    def create(self, token: str, me: dict[str, Any]) -> Session:
+        """A new session with a new id and CSRF token."""
+        ...
 
-    def pop_flashes(self) -> list[tuple[str, str]]:
-        out, self.flashes = self.flashes, []
-        return out
+    def get(self, sid: str | None) -> Session | None:
+        """The live session with this id (refreshing its idle timer), else ``None``."""
+        ...
+
+    def drop(self, sid: str | None) -> None:
+        """Sign out: the id is refused from now on."""
+        ...
 
 
-class Sessions:
-    """Sessions by id; ``get`` refreshes the idle timer and forgets expired ones."""
+class MemorySessions:
+    """Sessions by id in this process; ``get`` refreshes the idle timer and forgets expired ones."""
 
     def __init__(self, idle_s: float = IDLE_S, clock: Callable[[], float] = time.monotonic) -> None:
         self.idle_s = idle_s

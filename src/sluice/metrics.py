@@ -70,12 +70,15 @@ class DeliveryTotals:
     outcomes: Counter[tuple[str, str]] = field(default_factory=Counter)
     pools: dict[str, Counter[str]] = field(default_factory=dict)
     round_trip_ms: dict[str, tuple[float, float]] = field(default_factory=dict)  # destination → (p50, p99)
+    #: destination → the function version id this process delivers with now (a deploy reached it)
+    versions: dict[str, str] = field(default_factory=dict)
 
     def to_wire(self) -> dict[str, Any]:
         return {
             "outcomes": [[d, o, n] for (d, o), n in self.outcomes.items()],
             "pools": {d: dict(c) for d, c in self.pools.items()},
             "roundTripMs": {d: list(v) for d, v in self.round_trip_ms.items()},
+            "versions": dict(self.versions),
         }
 
     @classmethod
@@ -87,6 +90,7 @@ class DeliveryTotals:
             totals.pools[str(destination)] = Counter({str(k): int(v) for k, v in dict(stats).items()})
         for destination, pair in dict(data.get("roundTripMs", {})).items():
             totals.round_trip_ms[str(destination)] = (float(pair[0]), float(pair[1]))
+        totals.versions = {str(d): str(v) for d, v in dict(data.get("versions", {})).items()}
         return totals
 
     def plus(self, other: DeliveryTotals) -> DeliveryTotals:
@@ -95,6 +99,7 @@ class DeliveryTotals:
         for destination in self.pools.keys() | other.pools.keys():
             merged.pools[destination] = self.pools.get(destination, Counter()) + other.pools.get(destination, Counter())
         merged.round_trip_ms = {**self.round_trip_ms, **other.round_trip_ms}
+        merged.versions = dict(other.versions)  # what runs now: the latest process's
         return merged
 
     def families(self) -> list[Family]:
@@ -118,4 +123,9 @@ class DeliveryTotals:
         for destination, (p50, p99) in sorted(self.round_trip_ms.items()):
             latency.add(p50, destination=destination, quantile="0.5")
             latency.add(p99, destination=destination, quantile="0.99")
-        return [outcomes, *pools, latency]
+        versions = Family(
+            "sluice_function_version_info", "gauge", "The function version each destination runs in this process."
+        )
+        for destination, version in sorted(self.versions.items()):
+            versions.add(1, destination=destination, version=version)
+        return [outcomes, *pools, latency, versions]

@@ -320,7 +320,7 @@ def build_server(
         app.router.routes.append(Route("/healthz", _healthz, methods=["GET"]))
     app.router.routes.append(Route("/metrics", metrics_endpoint(stats, event_log, delivery), methods=["GET"]))
     if serves_api:
-        app.router.routes.append(console_route(app))  # the web console: its own paths only, calls /api in-process
+        app.router.routes.append(console_route(app, catalog.console_sessions))  # the web console, calls /api
     if role in ("all", "ingest"):
         dedupe = open_deduplicator(config)
         ingest = create_ingest_app(

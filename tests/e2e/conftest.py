@@ -25,6 +25,7 @@ from tests.conftest import HttpServer
 ADMIN_TOKEN = "e2e-owner-token-" + "0123456789abcdef" * 2
 START_DEADLINE_S = 60.0
 API_LINE = "sluice API: "
+ROLE_LINE = " process: metrics at "  # sluice serve --role ingest|worker
 PROBE_EVENT = "sluice e2e probe"
 
 
@@ -58,9 +59,20 @@ def real_events(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 class Sluice:
     """One ``sluice serve`` process at a time on one data folder."""
 
-    def __init__(self, data_dir: Path, database_url: str | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str | None = None,
+        *,
+        queue_url: str | None = None,
+        role: str = "all",
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.database_url = database_url  # None: the embedded SQLite catalog in the data folder
+        self.queue_url = queue_url  # None: the embedded SQLite event log in the data folder
+        self.role = role
+        self.extra_env = env or {}
         self.token = ADMIN_TOKEN
         self.proc: subprocess.Popen[str] | None = None
         self.port = 0
@@ -92,15 +104,19 @@ class Sluice:
             "SLUICE_ADMIN_TOKEN": self.token,
             "NO_PROXY": "127.0.0.1,localhost",
         }
-        for name in ("SLUICE_DATABASE_URL", "SLUICE_HOST", "SLUICE_PORT", "SLUICE_DATA_DIR"):
+        for name in [n for n in env if n.startswith("SLUICE_") and n != "SLUICE_ADMIN_TOKEN"]:
             env.pop(name, None)
         if self.database_url is not None:
             env["SLUICE_DATABASE_URL"] = self.database_url
-        stderr = open(self.data_dir.parent / f"serve-{self.starts}.stderr", "w")  # noqa: SIM115
+        if self.queue_url is not None:
+            env["SLUICE_QUEUE_URL"] = self.queue_url
+        env.update(self.extra_env)
+        stderr = open(self.data_dir.parent / f"serve-{self.data_dir.name}-{self.starts}.stderr", "w")  # noqa: SIM115
         self._lines = queue.Queue()
         # `python -m sluice` (sluice/__main__.py): `-m sluice.cli.main` has no __main__ guard.
+        command = [sys.executable, "-m", "sluice", "serve", "--port", "0", "--data-dir", str(self.data_dir)]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "sluice", "serve", "--port", "0", "--data-dir", str(self.data_dir)],
+            [*command, "--role", self.role],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=stderr,
@@ -128,10 +144,9 @@ class Sluice:
             if previous.startswith("Created the source 'Demo source'"):
                 self.demo_write_key = line.strip()
             previous = line
-            if line.startswith(API_LINE):
-                address = line[len(API_LINE) :].split()[0]
-                assert address.startswith("http://127.0.0.1:") and address.endswith("/api"), line
-                self.port = int(address[len("http://127.0.0.1:") : -len("/api")])
+            if line.startswith(API_LINE) or ROLE_LINE in line:
+                address = line.split("http://127.0.0.1:", 1)[1].split()[0]
+                self.port = int(address.split("/", 1)[0])
                 break
         if self._api is not None:
             self._api.close()
@@ -181,7 +196,7 @@ class Sluice:
         return self.proc is not None and self.proc.poll() is None
 
     def describe(self) -> str:
-        stderr = self.data_dir.parent / f"serve-{self.starts}.stderr"
+        stderr = self.data_dir.parent / f"serve-{self.data_dir.name}-{self.starts}.stderr"
         err = stderr.read_text(errors="replace")[-4000:] if stderr.exists() else ""
         return "stdout:\n" + "\n".join(self.stdout[-30:]) + "\nstderr (tail):\n" + err
 

@@ -149,6 +149,9 @@ class Pipeline:
                 totals.pools[destination] = counts
             if trips is not None:
                 totals.round_trip_ms[destination] = trips
+            function = runner.plan.function
+            if function is not None and function.enabled:
+                totals.versions[destination] = function.version_id
         return totals
 
     async def flush(self) -> None:

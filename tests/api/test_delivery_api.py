@@ -21,9 +21,11 @@ from sluice.catalog.access import SYSTEM
 from sluice.catalog.service import Catalog
 from sluice.config import Config
 from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine, RecorderBatch, Sample
-from sluice.queue.base import DeadLetter
+from sluice.queue.base import DeadLetter, EventLog
 from sluice.queue.memory import MemoryEventLog
+from sluice.queue.nats import NatsEventLog
 from tests.api.conftest import Api
+from tests.nats_util import require_nats, unique_prefix
 
 T0 = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 
@@ -37,16 +39,22 @@ class Clock:
 
 
 class Pipeline:
-    def __init__(self) -> None:
+    def __init__(self, backend: str = "memory") -> None:
         self.clock = Clock()
         self.recorder = DeliveryRecorder(clock=self.clock)
-        self.log = MemoryEventLog(clock=self.clock)
+        self.log: EventLog
+        if backend == "nats":  # the scale-out log: dead letters and replay live in JetStream streams
+            self.log = NatsEventLog(require_nats(), prefix=unique_prefix(), clock=self.clock)
+        else:
+            self.log = MemoryEventLog(clock=self.clock)
 
 
-@pytest.fixture
-async def pipeline() -> AsyncIterator[Pipeline]:
-    state = Pipeline()
+@pytest.fixture(params=["memory", "nats"])
+async def pipeline(request: pytest.FixtureRequest) -> AsyncIterator[Pipeline]:
+    state = Pipeline(request.param)
     yield state
+    if isinstance(state.log, NatsEventLog):
+        await state.log.delete_everything()
     await state.log.close()
 
 

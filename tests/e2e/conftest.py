@@ -4,6 +4,7 @@ Python insert function and a webhook destination (the ``http_server`` fixture) t
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -21,6 +22,7 @@ import httpx
 import pytest
 
 from tests.conftest import HttpServer
+from tests.nats_util import require_nats, unique_prefix
 
 ADMIN_TOKEN = "e2e-owner-token-" + "0123456789abcdef" * 2
 START_DEADLINE_S = 60.0
@@ -322,11 +324,38 @@ def _descendants(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def sluice(tmp_path: Path) -> Iterator[Sluice]:
-    """A started ``sluice serve`` on ``tmp_path/data``; killed (with its workers) at teardown."""
-    server = Sluice(tmp_path / "data")
+def sluice(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sluice]:
+    """A started ``sluice serve`` on ``tmp_path/data``; killed (with its workers) at teardown.
+
+    Parametrize it indirectly with ``"postgresql+nats"`` for the scale-out backends (a fresh
+    PostgreSQL database, a fresh NATS prefix, deleted afterwards); the default is the embedded one."""
+    backend = getattr(request, "param", "embedded")
+    if backend == "embedded":
+        server = Sluice(tmp_path / "data")
+    else:
+        assert backend == "postgresql+nats", backend
+        queue_url = f"{require_nats()}?prefix={unique_prefix()}"
+        server = Sluice(tmp_path / "data", request.getfixturevalue("fresh_pg_url"), queue_url=queue_url)
     try:
         server.start()
         yield server
     finally:
         server.close()
+        if server.queue_url is not None:
+            delete_nats_prefix(server.queue_url)
+
+
+def delete_nats_prefix(queue_url: str) -> None:
+    """Remove every stream a test's ``SLUICE_QUEUE_URL`` (``nats://…?prefix=…``) made."""
+    from urllib.parse import parse_qs, urlsplit
+
+    from sluice.queue.nats import NatsEventLog
+
+    parts = urlsplit(queue_url)
+
+    async def clean() -> None:
+        log = NatsEventLog(f"nats://{parts.netloc}", prefix=parse_qs(parts.query)["prefix"][0])
+        await log.delete_everything()
+        await log.close()
+
+    asyncio.run(clean())

@@ -26,6 +26,7 @@ async def on_track(event, settings):
 """
 
 
+@pytest.mark.parametrize("sluice", ["embedded", "postgresql+nats"], indirect=True)
 def test_filters_triggers_function_and_mappings_in_order(sluice: Sluice, http_server: HttpServer) -> None:
     for path in ("/seen", "/orders", "/hook"):
         http_server.route(path, 200, {})

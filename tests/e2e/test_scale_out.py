@@ -25,7 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import HttpServer
-from tests.e2e.conftest import ADMIN_TOKEN, Sluice, _descendants, delivered_events, poll
+from tests.e2e.conftest import ADMIN_TOKEN, Sluice, _descendants, delete_nats_prefix, delivered_events, poll
 from tests.nats_util import require_nats, unique_prefix
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -127,17 +127,7 @@ def cluster(tmp_path: Path, fresh_pg_url: str) -> Iterator[dict[str, list[Sluice
         for group in roles.values():
             for member in group:
                 member.close()
-        with contextlib.suppress(Exception):
-            import asyncio
-
-            from sluice.queue.nats import NatsEventLog
-
-            async def clean() -> None:
-                log = NatsEventLog(queue_url.split("?")[0], prefix=queue_url.split("prefix=")[1].split("&")[0])
-                await log.delete_everything()
-                await log.close()
-
-            asyncio.run(clean())
+        delete_nats_prefix(queue_url)
 
 
 def test_two_ingest_three_workers_one_api_survive_kill_9_and_a_deploy(

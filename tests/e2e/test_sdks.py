@@ -72,6 +72,7 @@ def _rudder_client(server: Sluice, on_error: Any) -> Any:
 CLIENTS = {"segment-analytics-python": _segment_client, "rudder-sdk-python": _rudder_client}
 
 
+@pytest.mark.parametrize("sluice", ["embedded", "postgresql+nats"], indirect=True)
 @pytest.mark.parametrize("sdk", list(CLIENTS))
 def test_sdk_sends_every_call_type_through_an_insert_function(
     sdk: str, sluice: Sluice, http_server: HttpServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture

@@ -309,3 +309,28 @@ def test_fuzzed_input_on_a_real_destination_never_fails(tmp_path: Path) -> None:
         assert all(200 in codes for codes in statuses.values()) and len(statuses) == 5, statuses
     finally:
         catalog.close()
+
+
+async def test_an_unreachable_event_log_answers_503_naming_it(database_url: str, tmp_path: Path) -> None:
+    """A scale-out API process whose NATS is down: a clear, retryable error, not a 500."""
+    data_dir = tmp_path / "data"
+    catalog = Catalog.open(Config(data_dir=data_dir, database_url=database_url))
+    token = catalog.admin.bootstrap_owner(data_dir, None)
+    event_log = NatsEventLog("nats://127.0.0.1:9", prefix=unique_prefix())
+    app = create_app(catalog, recorder=DeliveryRecorder(), event_log=event_log)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://sluice/api",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as client:
+        api = Api(client, catalog, str(token), app)
+        dest = (await api.destination())["id"]
+        for path in ("queue", "dead-letters"):
+            response = await client.get(f"/destinations/{dest}/{path}")
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            [error] = response.json()["errors"]
+            assert error["type"] == "queue_unavailable"
+            assert "cannot reach NATS at 127.0.0.1:9" in error["message"]
+    await event_log.close()
+    catalog.close()

@@ -20,7 +20,7 @@ from sluice.catalog.service import Catalog
 from sluice.delivery.recorder import DeliveryRecorder
 from sluice.errors import ApiError, RateLimited
 from sluice.ingest.stats import IngestStats
-from sluice.queue.base import EventLog
+from sluice.queue.base import EventLog, QueueError
 
 log = logging.getLogger("sluice.api")
 
@@ -81,6 +81,14 @@ async def _data_error(request: Request, exc: Exception) -> JSONResponse:
     return _errors(422, [{"type": "validation_error", "message": message, "field": "body"}])
 
 
+async def _queue_error(request: Request, exc: Exception) -> JSONResponse:
+    """The event log failed (NATS unreachable, a storage error): the request may be retried."""
+    log.warning("the event log failed on %s %s: %s", request.method, request.url.path, exc)
+    response = _errors(503, [{"type": "queue_unavailable", "message": f"the event log is unavailable: {exc}"}])
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unexpected error on %s %s", request.method, request.url.path)
     return _errors(500, [{"type": "internal_error", "message": "internal error; see the server log"}])
@@ -117,6 +125,7 @@ def create_api(
     api.add_exception_handler(StarletteHTTPException, _http_error)
     api.add_exception_handler(DataError, _data_error)
     api.add_exception_handler(OverflowError, _data_error)
+    api.add_exception_handler(QueueError, _queue_error)
     api.add_exception_handler(Exception, _unexpected)
     return api
 

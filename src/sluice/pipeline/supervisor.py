@@ -18,6 +18,7 @@ Decisions:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -38,6 +39,8 @@ from sluice.queue.base import EventLog
 __all__ = ["Pipeline"]
 
 log = logging.getLogger("sluice.pipeline")
+#: Outcome batches (one per flush, each second) kept while the store refuses them: 10 minutes.
+UNFLUSHED_MAX = 600
 
 
 def _new_client() -> httpx.AsyncClient:
@@ -79,6 +82,7 @@ class Pipeline:
         self._pool_factory = pool_factory
         self._rng = rng or random.Random()
         self._subscribed: dict[str, frozenset[str]] = {}
+        self._unflushed: collections.deque[RecorderBatch] = collections.deque(maxlen=UNFLUSHED_MAX)
         self._loops: list[asyncio.Task[None]] = []
         self._refresh_lock = asyncio.Lock()
         self._closed = False
@@ -155,10 +159,19 @@ class Pipeline:
         return totals
 
     async def flush(self) -> None:
-        """Write the recorder's pending counters, latencies and samples to the store."""
-        batch = self.recorder.take()
-        if self._write_outcomes is not None:
-            await to_thread.run_sync(self._write_outcomes, batch)
+        """Write the recorder's pending counters, latencies and samples to the store.
+
+        A batch the store refused (the catalog database is down) is kept and written first next
+        time, up to :data:`UNFLUSHED_MAX` batches (then the oldest are dropped, with a log line)."""
+        if len(self._unflushed) == UNFLUSHED_MAX:
+            log.error("pipeline: the outcome store refused counters for %d flushes; dropping the oldest", UNFLUSHED_MAX)
+        self._unflushed.append(self.recorder.take())
+        if self._write_outcomes is None:
+            self._unflushed.clear()
+            return
+        while self._unflushed:
+            await to_thread.run_sync(self._write_outcomes, self._unflushed[0])
+            self._unflushed.popleft()
 
     async def prune(self) -> None:
         await self.log.prune()

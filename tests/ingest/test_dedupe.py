@@ -1,22 +1,20 @@
-"""MemoryDeduplicator: window, per-source keys, first-seen time and the entry bound."""
+"""MemoryDeduplicator: expiry frees memory, the entry bound (the contract: test_dedupe_contract.py)."""
 
 from __future__ import annotations
 
 import pytest
 
-from sluice.ingest import Deduplicator, MemoryDeduplicator
+from sluice.ingest import MemoryDeduplicator
 
 
-async def test_window_and_sources() -> None:
+async def test_expired_entries_leave_memory() -> None:
+    # the window itself is in the contract suite (test_dedupe_contract.py)
     d = MemoryDeduplicator(window_s=100.0)
-    assert isinstance(d, Deduplicator)
-    assert await d.duplicates("s", ["a", "b"], 0.0) == set()
     await d.remember("s", ["a", "b"], 0.0)
-    assert await d.duplicates("s", ["a", "c"], 50.0) == {"a"}
-    assert await d.duplicates("other", ["a"], 50.0) == set()
-    await d.remember("s", ["a"], 60.0)  # already known: the window still counts from t=0
-    assert await d.duplicates("s", ["a", "b"], 100.0) == set()
-    assert len(d) == 0
+    await d.remember("s", ["c"], 50.0)
+    assert len(d) == 3
+    assert await d.duplicates("s", ["a", "b", "c"], 100.0) == {"c"}
+    assert len(d) == 1
 
 
 async def test_bound_evicts_oldest() -> None:

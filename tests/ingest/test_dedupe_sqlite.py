@@ -1,4 +1,4 @@
-"""SqliteDeduplicator: the MemoryDeduplicator contract, durability across reopen, prune, chunked queries."""
+"""SqliteDeduplicator: durability across reopen, prune, chunked queries (the contract: test_dedupe_contract.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from sluice.ingest import Deduplicator
 from sluice.ingest.dedupe_sqlite import SqliteDeduplicator
 
 
@@ -17,26 +16,6 @@ async def dedupe(tmp_path: Path) -> AsyncIterator[SqliteDeduplicator]:
     d = SqliteDeduplicator(tmp_path / "dedupe.db", window_s=100.0)
     yield d
     await d.close()
-
-
-async def test_window_and_sources(dedupe: SqliteDeduplicator) -> None:
-    d = dedupe
-    assert isinstance(d, Deduplicator)
-    assert await d.duplicates("s", ["a", "b"], 0.0) == set()
-    await d.remember("s", ["a", "b"], 0.0)
-    assert await d.duplicates("s", ["a", "c"], 50.0) == {"a"}
-    assert await d.duplicates("other", ["a"], 50.0) == set()
-    await d.remember("s", ["a"], 60.0)  # already known: the window still counts from t=0
-    assert await d.duplicates("s", ["a", "b"], 99.9) == {"a", "b"}
-    assert await d.duplicates("s", ["a", "b"], 100.0) == set()
-
-
-async def test_expired_entry_is_remembered_afresh(dedupe: SqliteDeduplicator) -> None:
-    d = dedupe
-    await d.remember("s", ["a"], 0.0)
-    await d.remember("s", ["a"], 150.0)  # expired (not pruned yet): the window restarts at 150
-    assert await d.duplicates("s", ["a"], 200.0) == {"a"}
-    assert await d.duplicates("s", ["a"], 250.0) == set()
 
 
 async def test_repeats_in_one_batch_are_harmless(dedupe: SqliteDeduplicator) -> None:

@@ -5,9 +5,13 @@ The check is two-phase so a failed append never swallows a retry: ingest asks
 after the log committed the events. Two concurrent requests carrying the same new ``messageId``
 can both pass the check; delivery is at-least-once anyway (DESIGN §2), so that race is accepted.
 
-Only :class:`MemoryDeduplicator` exists for now: it forgets on restart and is per process. A
-SQLite-backed implementation (a table keyed by (source, messageId) pruned by time) can implement
-the same Protocol later.
+Implementations (one contract test suite runs over all three, ``tests/ingest/test_dedupe_contract.py``):
+
+* :class:`MemoryDeduplicator` (here): per process, bounded, forgets on restart.
+* :class:`~sluice.ingest.dedupe_sqlite.SqliteDeduplicator`: a table in a SQLite file, so the
+  window survives a restart of the (single) ingest process.
+* :class:`~sluice.ingest.dedupe_pg.PostgresDeduplicator`: a table in PostgreSQL shared by every
+  ingest process on every machine (scale-out, DESIGN §5).
 """
 
 from __future__ import annotations
@@ -73,7 +77,11 @@ class MemoryDeduplicator:
         seen = self._seen
         for mid in message_ids:
             key = (source_id, mid)
-            if key not in seen:  # keep the first-seen time: the window counts from it
+            first = seen.get(key)
+            if first is None:  # keep the first-seen time: the window counts from it
+                seen[key] = now
+            elif first <= now - self.window_s:  # expired but not dropped yet: the window restarts
+                del seen[key]
                 seen[key] = now
         while len(seen) > self.max_entries:
             seen.popitem(last=False)

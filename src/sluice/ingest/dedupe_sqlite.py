@@ -145,7 +145,11 @@ class SqliteDeduplicator:
         if not message_ids:
             return
         rows = [(source_id, mid, now, self.window_s) for mid in dict.fromkeys(message_ids)]
-        await self._run(lambda conn: conn.executemany(_REMEMBER, rows))
+
+        def run(conn: sqlite3.Connection) -> None:  # the cursor stays in the database thread
+            conn.executemany(_REMEMBER, rows)
+
+        await self._run(run)
         self._remembers += 1
         if self.prune_every and self._remembers % self.prune_every == 0:
             await self.prune(now)

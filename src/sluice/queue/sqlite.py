@@ -281,9 +281,11 @@ class SqliteEventLog:
     async def ack(self, destination_id: str, entry_ids: Collection[str]) -> None:
         keys = [(destination_id, seq) for seq in map(parse_entry_id, entry_ids) if seq is not None]
         if keys:
-            await self._run(
-                lambda conn: conn.executemany("DELETE FROM deliveries WHERE destination_id = ? AND seq = ?", keys)
-            )
+
+            def run(conn: sqlite3.Connection) -> None:  # the cursor is freed in the database thread
+                conn.executemany("DELETE FROM deliveries WHERE destination_id = ? AND seq = ?", keys)
+
+            await self._run(run)
 
     async def retry_at(self, destination_id: str, entry_ids_with_times: Mapping[str, float]) -> None:
         rows = [
@@ -292,13 +294,15 @@ class SqliteEventLog:
             if (seq := parse_entry_id(entry_id)) is not None
         ]
         if rows:
-            await self._run(
-                lambda conn: conn.executemany(
+
+            def run(conn: sqlite3.Connection) -> None:
+                conn.executemany(
                     "UPDATE deliveries SET due_at = ?, leased = 0, attempts = attempts + 1 "
                     "WHERE destination_id = ? AND seq = ?",
                     rows,
                 )
-            )
+
+            await self._run(run)
 
     async def dead_letter(self, destination_id: str, entries: Sequence[DeadLetter]) -> None:
         rows = [

@@ -253,7 +253,7 @@ class NatsEventLog:
 
     async def _ensure_source(self, source_id: str) -> str:
         name = self.source_stream(source_id)
-        window = min(120.0, self.stream_max_age_s)
+        window = min(120.0, self.stream_max_age_s)  # unused (no Nats-Msg-Id), but must not exceed MaxAge
         config = {
             "subjects": [self._source_subject(source_id)],
             "max_age": int(self.stream_max_age_s * NS),

@@ -1,6 +1,6 @@
 """`make bench`: every benchmark, each figure printed beside its ceiling from the same run.
 
-Run one with `sluice bench runtime|js|queue|pipeline|fql|nats [--json]`. Results go to stdout; with
+Run one with `sluice bench runtime|js|queue|pipeline|fql|nats|scaleout [--json]`. Results go to stdout; with
 SLUICE_BENCH_JSON=path the JSON reports are also written to that file (one object per line).
 """
 
@@ -17,6 +17,7 @@ from sluice.bench import js as js_bench
 from sluice.bench import nats as nats_bench
 from sluice.bench import pipeline as pipeline_bench
 from sluice.bench import queue as queue_bench
+from sluice.bench import scaleout as scaleout_bench
 from sluice.bench.runtime import format_report, run_benchmark
 
 
@@ -47,6 +48,15 @@ def main() -> None:
     else:
         print(nats_bench.format_report(nats_report))
         reports.append({"benchmark": "nats", **nats_report})
+    problem = scaleout_bench.unreachable(scaleout_bench.DEFAULT_POSTGRES_URL, scaleout_bench.nats_url_from_env())
+    if problem:
+        print(f"sluice scale-out benchmark — skipped: {problem}")
+    else:
+        scaleout_report = asyncio.run(
+            scaleout_bench.run_benchmark(count=int(os.environ.get("SLUICE_BENCH_SCALEOUT_EVENTS", "100000")))
+        )
+        print(scaleout_bench.format_report(scaleout_report))
+        reports.append({"benchmark": "scaleout", **scaleout_report})
     target = os.environ.get("SLUICE_BENCH_JSON")
     if target:
         with open(target, "ab") as out:

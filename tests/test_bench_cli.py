@@ -7,6 +7,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import skip_or_fail
 
 
@@ -101,3 +103,42 @@ def test_bench_nats_names_an_unreachable_server() -> None:
     result = bench("nats", "--url", "nats://127.0.0.1:9", "--events", "1000", timeout=60)
     assert result.returncode == 1
     assert "cannot reach NATS" in result.stderr and "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        probe.settimeout(2)
+        return probe.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.timeout(240)
+def test_bench_scaleout_json_reports_every_worker_count_beside_its_ceilings() -> None:
+    """Real PostgreSQL and NATS (a database and a prefix of its own, removed afterwards); every
+    event must arrive, no speed is asserted."""
+    if not _listening(5432):
+        skip_or_fail("PostgreSQL is not listening on 127.0.0.1:5432")
+    if not _listening(4222):
+        skip_or_fail("NATS is not listening on 127.0.0.1:4222")
+    result = bench("scaleout", "--events", "3000", "--workers", "1,2", "--json", timeout=200)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["events"] == 3000
+    assert report["nats"]["publishEventsPerSec"] > 0 and report["nats"]["consumeAckEventsPerSec"] > 0
+    assert report["embedded"]["eventsPerSec"] > 0 and report["embedded"]["delivered"] == 3000
+    assert [run["workers"] for run in report["runs"]] == [1, 2]
+    for run in report["runs"]:
+        assert run["delivered"] == 3000 and run["missing"] == 0, run
+        assert run["untransformed"] == 0  # every event went through the insert function
+        assert run["duplicates"] >= 0 and run["eventsPerSec"] > 0 and run["ingestProcesses"] >= 1
+        roles = {"api", "ingest", "worker", "sink", "sender", "postgres", "nats"}
+        assert roles <= set(run["cpuSeconds"]) and set(run["cpuSecondsPer1000Events"]) == roles
+        assert run["cpuSeconds"]["worker"] > 0 and run["cpuSeconds"]["ingest"] > 0
+        assert set(run["workerSplit"]) == {"workerServe", "delivery", "functionWorkers"}
+
+
+def test_bench_scaleout_names_an_unreachable_service() -> None:
+    result = bench("scaleout", "--nats-url", "nats://127.0.0.1:9", "--events", "1000", timeout=60)
+    assert result.returncode == 1
+    assert "NATS" in result.stderr and "127.0.0.1:9" in result.stderr and "Traceback" not in result.stderr

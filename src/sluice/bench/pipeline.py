@@ -62,7 +62,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -369,7 +369,8 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
-def _is_delivery_process(pid: int) -> bool:
+def is_delivery_process(pid: int) -> bool:
+    """Whether ``pid`` runs the delivery process (``python -m sluice.worker``)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             return b"sluice.worker" in f.read().split(b"\0")
@@ -391,7 +392,7 @@ class CpuSnapshot:
         return cls(
             cpu_seconds(server_pid),
             children,
-            {pid for pid in children if _is_delivery_process(pid)},
+            {pid for pid in children if is_delivery_process(pid)},
             cpu_seconds(sink_pid),
             time.process_time(),
         )
@@ -620,6 +621,26 @@ async def wait_for(sink: Conn, tag: str, count: int, timeout_s: float) -> dict[s
         await asyncio.sleep(0.05)
 
 
+async def probe_until_delivered(
+    sender: Conn, sink: Conn, template: EventTemplate, tail: Callable[[], str], tag: str = "probe"
+) -> dict[str, Any]:
+    """Send a probe event (again every 2 s) until one reaches the sink, within a minute; fails if
+    it arrived without passing through the insert function. Returns the sink's tally of ``tag``."""
+    ready_by = time.monotonic() + _SETUP_TIMEOUT_S
+    probes = 0
+    while True:
+        await post_batch(sender, "/v1/batch", template.batch_body(tag, probes, 1), SendStats())
+        probes += 1
+        probe = await wait_for(sink, tag, 1, _PROBE_EVERY_S)
+        if probe["events"]:
+            break
+        if time.monotonic() > ready_by:
+            raise RuntimeError(f"no event reached the sink within a minute:\n{tail()}")
+    if probe["untransformed"]:
+        raise RuntimeError("the probe reached the sink without passing through the insert function")
+    return probe
+
+
 async def latencies(sink: Conn, tag: str) -> list[float]:
     return sorted(await sink.get_json(f"/latencies?tag={tag}"))
 
@@ -674,18 +695,7 @@ async def run_benchmark(count: int = 100_000, seconds: float = 5.0, lanes: int =
             async with running_server(root) as server:
                 write_key = await configure(server, sink_port)
                 senders = connections(server.port, lanes, write_key)
-                ready_by = time.monotonic() + _SETUP_TIMEOUT_S
-                probes = 0
-                while True:
-                    await post_batch(senders[0], "/v1/batch", template.batch_body("probe", probes, 1), SendStats())
-                    probes += 1
-                    probe = await wait_for(sink, "probe", 1, _PROBE_EVERY_S)
-                    if probe["events"]:
-                        break
-                    if time.monotonic() > ready_by:
-                        raise RuntimeError(f"no event reached the sink within a minute:\n{server.tail()}")
-                if probe["untransformed"]:
-                    raise RuntimeError("the probe reached the sink without passing through the insert function")
+                await probe_until_delivered(senders[0], sink, template, server.tail)
 
                 # phase 1: throughput
                 before = CpuSnapshot.take(server.proc.pid, sink_proc.pid)

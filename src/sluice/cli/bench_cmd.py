@@ -39,6 +39,63 @@ def bench_nats(count: int, url: str | None, as_json: bool) -> None:
     click.echo(orjson.dumps(report).decode() if as_json else format_report(report))
 
 
+def _worker_counts(_ctx: click.Context, _param: click.Parameter, value: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in value.split(",") if part.strip())
+    except ValueError:
+        counts = ()
+    if not counts or any(not 1 <= n <= 16 for n in counts):
+        raise click.BadParameter(f"expected worker counts from 1 to 16 separated by commas (like 1,2,4), got {value!r}")
+    return counts
+
+
+@bench_group.command("scaleout")
+@click.option("--events", "count", type=click.IntRange(min=1000), default=100_000, show_default=True)
+@click.option(
+    "--workers",
+    default="1,2,4",
+    show_default=True,
+    callback=_worker_counts,
+    help="Worker process counts to measure, one cluster each.",
+)
+@click.option(
+    "--ingest",
+    "ingests",
+    type=click.IntRange(min=1, max=8),
+    default=2,
+    show_default=True,
+    help="Ingest processes (the sender's connections are spread over them).",
+)
+@click.option("--nats-url", help="NATS server [env SLUICE_NATS_URL; default nats://127.0.0.1:4222].")
+@click.option(
+    "--postgres-url",
+    envvar="SLUICE_BENCH_POSTGRES_URL",
+    help="PostgreSQL server's admin database; a database is created beside it and dropped "
+    "[env SLUICE_BENCH_POSTGRES_URL; default postgresql://postgres@127.0.0.1:5432/postgres].",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def bench_scaleout(
+    count: int, workers: tuple[int, ...], ingests: int, nats_url: str | None, postgres_url: str | None, as_json: bool
+) -> None:
+    """End to end through separate `sluice serve --role` processes on PostgreSQL + NATS with 1, 2
+    and 4 workers, beside NATS's own publish and pull+ack ceilings and the embedded pipeline figure
+    from the same run, with CPU seconds per 1,000 events per role."""
+    from sluice.bench.scaleout import DEFAULT_POSTGRES_URL, format_report, nats_url_from_env, run_benchmark, unreachable
+
+    nats_url = nats_url or nats_url_from_env()
+    postgres_url = postgres_url or DEFAULT_POSTGRES_URL
+    problem = unreachable(postgres_url, nats_url)
+    if problem:
+        raise click.ClickException(f"cannot run the scale-out benchmark: {problem}")
+    try:
+        report = asyncio.run(
+            run_benchmark(count=count, workers=workers, ingests=ingests, nats_url=nats_url, postgres_url=postgres_url)
+        )
+    except OSError as exc:
+        raise click.ClickException(f"cannot run the scale-out benchmark: {exc}") from None
+    click.echo(orjson.dumps(report).decode() if as_json else format_report(report))
+
+
 @bench_group.command("runtime")
 @click.option("--events", "count", type=click.IntRange(min=1000), default=200_000, show_default=True)
 @click.option("--workers", type=click.IntRange(min=1, max=16), default=2, show_default=True)

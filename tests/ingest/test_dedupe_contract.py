@@ -41,6 +41,33 @@ async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         await d.close()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_prune_removes_only_expired_rows_in_chunks(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The durable stores' prune (the memory one expires as it goes)."""
+    now = [0.0]
+    d: SqliteDeduplicator | PostgresDeduplicator
+    if kind == "sqlite":
+        d = SqliteDeduplicator(tmp_path / "d.db", window_s=WINDOW, clock=lambda: now[0], prune_every=0, prune_chunk=3)
+    else:
+        url = request.getfixturevalue("fresh_pg_url")
+        d = PostgresDeduplicator(url, window_s=WINDOW, clock=lambda: now[0], prune_every=0, prune_chunk=3)
+    try:
+        await d.remember("s", [f"old{i}" for i in range(10)], 0.0)
+        await d.remember("t", ["old"], 10.0)
+        await d.remember("s", [f"new{i}" for i in range(5)], 50.0)
+        assert await d.prune(100.0) == 10  # t=0 rows expire at 100 (seen_at <= now - window); in chunks of 3
+        assert await d.count() == 6
+        now[0] = 110.0
+        assert await d.prune() == 1  # the clock's now
+        assert await d.count() == 5
+        assert await d.duplicates("s", [f"new{i}" for i in range(5)], 110.0) == {f"new{i}" for i in range(5)}
+        assert await d.prune(110.0) == 0
+    finally:
+        await d.close()
+
+
 async def test_is_a_deduplicator(backend: Backend) -> None:
     assert isinstance(backend.dedupe, Deduplicator)
 

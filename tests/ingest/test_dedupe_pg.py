@@ -193,24 +193,6 @@ async def test_many_concurrent_calls_share_a_bounded_pool(fresh_pg_url: str) -> 
 # --- retention ------------------------------------------------------------------------------
 
 
-async def test_prune_removes_only_expired_rows_in_chunks(fresh_pg_url: str) -> None:
-    now = [0.0]
-    d = PostgresDeduplicator(fresh_pg_url, window_s=WINDOW, clock=lambda: now[0], prune_every=0, prune_chunk=3)
-    try:
-        await d.remember("s", [f"old{i}" for i in range(10)], 0.0)
-        await d.remember("t", ["old"], 10.0)
-        await d.remember("s", [f"new{i}" for i in range(5)], 50.0)
-        assert await d.prune(100.0) == 10  # t=0 rows expire at 100 (seen_at <= now - window); in chunks of 3
-        assert await d.count() == 6
-        now[0] = 110.0
-        assert await d.prune() == 1  # the clock's now
-        assert await d.duplicates("s", [f"new{i}" for i in range(5)], 110.0) == {f"new{i}" for i in range(5)}
-        assert await d.prune(110.0) == 0
-        assert await d.count() == 5
-    finally:
-        await d.close()
-
-
 async def test_prune_skips_rows_another_process_holds(dedupe: PostgresDeduplicator, fresh_pg_url: str) -> None:
     await dedupe.remember("s", ["a", "b"], 0.0)
     with psycopg.connect(_libpq(fresh_pg_url)) as other:  # a transaction holding a lock on "a"

@@ -56,24 +56,6 @@ async def test_survives_close_and_reopen(tmp_path: Path) -> None:
         conn.close()
 
 
-async def test_prune_removes_only_expired_rows(tmp_path: Path) -> None:
-    now = [0.0]
-    d = SqliteDeduplicator(tmp_path / "d.db", window_s=100.0, clock=lambda: now[0], prune_every=0, prune_chunk=3)
-    try:
-        await d.remember("s", [f"old{i}" for i in range(10)], 0.0)
-        await d.remember("t", ["old"], 10.0)
-        await d.remember("s", [f"new{i}" for i in range(5)], 50.0)
-        assert await d.prune(100.0) == 10  # t=0 rows expire at 100 (seen_at <= now - window); in chunks of 3
-        assert await d.count() == 6
-        now[0] = 110.0
-        assert await d.prune() == 1  # the clock's now
-        assert await d.count() == 5
-        assert await d.duplicates("s", [f"new{i}" for i in range(5)], 110.0) == {f"new{i}" for i in range(5)}
-        assert await d.prune(110.0) == 0
-    finally:
-        await d.close()
-
-
 async def test_opportunistic_prune_every_n_remembers(tmp_path: Path) -> None:
     d = SqliteDeduplicator(tmp_path / "d.db", window_s=100.0, prune_every=3)
     try:

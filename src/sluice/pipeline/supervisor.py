@@ -85,6 +85,7 @@ class Pipeline:
         self._unflushed: collections.deque[RecorderBatch] = collections.deque(maxlen=UNFLUSHED_MAX)
         self._loops: list[asyncio.Task[None]] = []
         self._refresh_lock = asyncio.Lock()
+        self._flush_lock = asyncio.Lock()  # the periodic flush and a caller's must not write one batch twice
         self._closed = False
 
     async def start(self) -> None:
@@ -163,15 +164,18 @@ class Pipeline:
 
         A batch the store refused (the catalog database is down) is kept and written first next
         time, up to :data:`UNFLUSHED_MAX` batches (then the oldest are dropped, with a log line)."""
-        if len(self._unflushed) == UNFLUSHED_MAX:
-            log.error("pipeline: the outcome store refused counters for %d flushes; dropping the oldest", UNFLUSHED_MAX)
-        self._unflushed.append(self.recorder.take())
-        if self._write_outcomes is None:
-            self._unflushed.clear()
-            return
-        while self._unflushed:
-            await to_thread.run_sync(self._write_outcomes, self._unflushed[0])
-            self._unflushed.popleft()
+        async with self._flush_lock:
+            if len(self._unflushed) == UNFLUSHED_MAX:
+                log.error(
+                    "pipeline: the outcome store refused counters for %d flushes; dropping the oldest", UNFLUSHED_MAX
+                )
+            self._unflushed.append(self.recorder.take())
+            if self._write_outcomes is None:
+                self._unflushed.clear()
+                return
+            while self._unflushed:
+                await to_thread.run_sync(self._write_outcomes, self._unflushed[0])
+                self._unflushed.popleft()
 
     async def prune(self) -> None:
         await self.log.prune()

@@ -107,6 +107,13 @@ class PoolClosedError(RuntimeFailure):
     """Work was submitted to a pool that has been closed."""
 
 
+class StoreLimitError(SluiceError):
+    """A function's ``store`` call broke a limit (key length, value size, keys per instance).
+
+    The message names the limit; the function sees it as ``sluice.fn.StoreError``.
+    """
+
+
 # --- control plane ------------------------------------------------------------------------------
 
 

@@ -1,13 +1,13 @@
-"""What a sluice function imports: ``from sluice.fn import DropEvent, RetryError, fetch, cache, log``.
+"""What a sluice function imports: ``from sluice.fn import DropEvent, RetryError, fetch, cache, store, log``.
 
 The five error classes are Segment's. Raise one to give the event its outcome (DESIGN §3.3);
 in an ``on_batch`` result list an *instance* (not raised) at a position gives just that event
 the outcome. The same names are pre-bound as globals in every function, so code ported from
 Segment runs unchanged.
 
-``fetch``, ``cache`` and ``log`` are bound to the worker process's services when sluice runs
-the function; they only work inside a function run by sluice (``sluice fn test``,
-:func:`sluice.testing.run_function`, a deployed instance).
+``fetch``, ``cache``, ``store`` and ``log`` are bound to the worker process's services when
+sluice runs the function; they only work inside a function run by sluice (``sluice fn test``,
+:func:`sluice.testing.run_function`, a deployed instance). ``store`` is Python-only.
 """
 
 from __future__ import annotations
@@ -67,6 +67,15 @@ class FetchError(Exception):
     """
 
 
+class StoreError(Exception):
+    """A ``store`` call failed: a limit was broken (key over 256 characters, value over 64 KB as
+    JSON, more than 10,000 keys) or the store is unavailable. The message says which.
+
+    Not an outcome by itself: uncaught it is a ``bad_request``; catch it and raise
+    :class:`RetryError` to have the event retried.
+    """
+
+
 ERROR_CLASSES: tuple[type[FunctionError], ...] = (
     EventNotSupported,
     InvalidEventPayload,
@@ -84,6 +93,12 @@ class Services(Protocol):
     async def cache_load(self, key: str, ttl_ms: int | None, loader: Callable[[], Any]) -> Any: ...
 
     def cache_delete(self, key: str) -> None: ...
+
+    async def store_get(self, key: str, default: Any) -> Any: ...
+
+    async def store_set(self, key: str, value: Any, ttl_ms: int | None) -> None: ...
+
+    async def store_delete(self, key: str) -> None: ...
 
     def log(self, level: str, message: str) -> None: ...
 
@@ -126,6 +141,26 @@ class _Cache:
         _services.cache_delete(key)
 
 
+class _Store:
+    """Persistent key-value store of the function instance (DESIGN §3.5), shared by all its
+    workers and kept across restarts and deploys. Every method is a coroutine: ``await`` it.
+
+    Values are anything JSON-serializable; ``ttl_ms`` (milliseconds, ``None`` or negative = no
+    expiry) makes a value expire. A ``get`` then ``set`` is not atomic: two events handled at
+    once may both read the old value (the last write wins).
+    """
+
+    async def get(self, key: str, default: Any = None) -> Any:
+        """The value stored under ``key``, or ``default`` when it is absent or expired."""
+        return await _services.store_get(key, default)
+
+    async def set(self, key: str, value: Any, ttl_ms: int | None = None) -> None:
+        await _services.store_set(key, value, ttl_ms)
+
+    async def delete(self, key: str) -> None:
+        await _services.store_delete(key)
+
+
 class _Log:
     """``log.info("…")`` and friends: captured per invocation like ``print``."""
 
@@ -145,6 +180,7 @@ class _Log:
 
 
 cache = _Cache()
+store = _Store()
 log = _Log()
 
 __all__ = [
@@ -154,8 +190,10 @@ __all__ = [
     "FunctionError",
     "InvalidEventPayload",
     "RetryError",
+    "StoreError",
     "ValidationError",
     "cache",
     "fetch",
     "log",
+    "store",
 ]

@@ -20,7 +20,7 @@ match a mock are answered by it (and traced), the others go to the network.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +41,15 @@ def run_function(
     timeout_s: float = 5.0,
     memory_mb: int = 256,
     language: str | None = None,
+    store: MutableMapping[str, Any] | None = None,
 ) -> FunctionRun:
     """Run a function (source text, a file, or a ``fn new`` folder) on one event or a batch.
 
     Source text is Python unless ``language="javascript"``; a ``.js`` file or a folder whose
     function.toml says ``language = "javascript"`` runs in the Node.js runtime.
+
+    ``store`` (a dict) seeds the function's ``store`` for this run and shows what it left there
+    afterwards; without it the run gets an empty in-memory store. Nothing is persisted.
 
     Raises :class:`sluice.errors.FunctionLoadError` when the code does not load (syntax error,
     forbidden import, no handler); every other failure is a ``status`` on the result.
@@ -61,5 +65,6 @@ def run_function(
             timeout_s=timeout_s,
             memory_mb=memory_mb,
             language=language,
+            store=store,
         )
     )

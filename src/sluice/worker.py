@@ -38,7 +38,7 @@ from sluice.catalog.topology import load_plans
 from sluice.config import Config
 from sluice.delivery.recorder import DeliveryRecorder, OutcomeLine
 from sluice.errors import ConfigError
-from sluice.pipeline.runner import RunnerOptions
+from sluice.pipeline.runner import RunnerOptions, default_pool_factory
 from sluice.pipeline.supervisor import Pipeline
 from sluice.queue.factory import open_event_log
 from sluice.queue.sqlite import SqliteEventLog
@@ -107,13 +107,15 @@ async def run(config: Config, options: dict[str, Any]) -> None:
     catalog = Catalog.open(config)
     event_log = open_event_log(config)
     recorder = DeliveryRecorder(on_line=_forward_line)
+    runner_options = RunnerOptions(**options.get("runner", {}))
     pipeline = Pipeline(
         event_log=event_log,
         load_plans=lambda: load_plans(catalog.core),
         recorder=recorder,
         write_outcomes=catalog.delivery.write,
-        prune_outcomes=catalog.delivery.prune,
-        options=RunnerOptions(**options.get("runner", {})),
+        prune_outcomes=lambda: (catalog.delivery.prune(), catalog.function_store.purge_expired()),
+        options=runner_options,
+        pool_factory=default_pool_factory(runner_options, stores=catalog.function_store.backend),
         refresh_s=float(options.get("refreshS", 2.0)),
         flush_s=float(options.get("flushS", 1.0)),
     )

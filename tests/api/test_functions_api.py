@@ -165,6 +165,24 @@ async def test_preview_of_a_saved_function_uses_its_schema(api: Api) -> None:
     assert wrong.status_code == 422 and wrong.json()["errors"][0]["field"].startswith("payload")
 
 
+STORE_COUNTER = (
+    "async def on_track(event, settings):\n"
+    "    n = await store.get('n', 0) + 1\n"
+    "    await store.set('n', n)\n"
+    "    event['properties']['n'] = n\n"
+    "    return event\n"
+)
+
+
+async def test_previews_get_a_fresh_in_memory_store_and_write_nothing(api: Api) -> None:
+    body = {"code": STORE_COUNTER, "payload": {"type": "track", "properties": {}}}
+    for _ in range(2):
+        preview = (await api.client.post("/functions/preview", json=body)).json()["data"]["preview"]
+        assert preview["status"] == "ok" and preview["event"]["properties"]["n"] == 1
+    with api.catalog.engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM function_store").scalar_one() == 0
+
+
 async def test_bad_json_and_unknown_routes_use_the_error_envelope(api: Api) -> None:
     bad = await api.client.post("/functions", content=b"{oops", headers={"Content-Type": "application/json"})
     assert bad.status_code == 422

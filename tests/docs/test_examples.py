@@ -50,6 +50,7 @@ FUNCTIONS = {
     "segment_on_track.py",
     "segment_token_cache.py",
     "token_cache.py",
+    "user_journey.py",
     "validate_email.py",
 }
 USER_TESTS = {"test_enrich_with_api.py"}
@@ -764,3 +765,35 @@ async def test_log_user_id(user_id: str | None, status: str, logs: list[str]) ->
     assert (run.status, run.logs) == (status, logs)
     if status != "ok":
         assert run.error == {"type": "ValidationError", "message": "User ID is invalid"}
+
+
+# --- user_journey.py ----------------------------------------------------------------------------
+
+
+async def test_user_journey_numbers_events_and_keeps_the_first_timestamp() -> None:
+    data: dict[str, Any] = {}
+    track = fixture("track")
+    first = await arun_function(EXAMPLES / "user_journey.py", track, store=data)
+    assert first.status == "ok"
+    assert first.event["properties"] == {
+        "title": "Intro to Analytics",
+        "eventNumber": 1,
+        "firstSeen": "2015-12-12T19:11:01.249Z",
+    }
+    later = dict(track, timestamp="2016-01-01T00:00:00.000Z")
+    second = await arun_function(EXAMPLES / "user_journey.py", later, store=data)
+    assert second.event["properties"]["eventNumber"] == 2
+    assert second.event["properties"]["firstSeen"] == "2015-12-12T19:11:01.249Z"
+    assert data == {f"journey:{track['userId']}": {"firstSeen": "2015-12-12T19:11:01.249Z", "events": 2}}
+
+
+async def test_user_journey_passes_events_without_a_user_and_retries_when_the_store_fails() -> None:
+    track = fixture("track")
+    track.pop("userId", None)
+    track.pop("anonymousId", None)
+    run = await arun_function(EXAMPLES / "user_journey.py", track)
+    assert run.status == "ok" and "eventNumber" not in run.event["properties"]
+    # a value the store refuses (a key over 256 characters) is a StoreError: the example retries
+    run = await arun_function(EXAMPLES / "user_journey.py", dict(fixture("track"), userId="u" * 300))
+    assert run.status == "retry"
+    assert run.error is not None and "over the 256 character limit" in run.error["message"]

@@ -24,7 +24,7 @@ from sluice.config import Config
 from sluice.delivery.recorder import DeliveryRecorder
 from sluice.ingest.app import create_ingest_app
 from sluice.ingest.dedupe import MemoryDeduplicator
-from sluice.pipeline.runner import RunnerOptions
+from sluice.pipeline.runner import RunnerOptions, default_pool_factory
 from sluice.pipeline.supervisor import Pipeline
 from sluice.queue.base import EventLog
 from sluice.queue.nats import NatsEventLog
@@ -151,6 +151,7 @@ async def harness(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         recorder=recorder,
         write_outcomes=catalog.delivery.write,
         options=FAST,
+        pool_factory=default_pool_factory(FAST, stores=catalog.function_store.backend),
         refresh_s=0.1,
         flush_s=0.1,
     )

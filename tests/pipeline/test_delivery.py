@@ -352,3 +352,31 @@ async def test_a_javascript_insert_function_runs_in_the_pipeline(harness: Harnes
     assert (
         sorted(e["properties"]["calls"] for e in got) == [1, 2, 4] or len({e["properties"]["calls"] for e in got}) == 3
     )
+
+
+COUNT_PER_USER = """
+from sluice.fn import store
+
+async def on_track(event, settings):
+    key = "events:" + event["userId"]
+    n = await store.get(key, 0) + 1
+    await store.set(key, n)
+    event["properties"]["userEvents"] = n
+    return event
+"""
+
+
+async def test_a_function_counts_events_per_user_in_its_store(harness: Harness, http_server: HttpServer) -> None:
+    http_server.route("/hook", 200, {})
+    dst = harness.destination(f"{http_server.url}/hook")
+    instance = harness.instance(harness.function(COUNT_PER_USER), dst)
+    await harness.apply()
+    users = ["u1", "u2", "u1", "u1", "u2", "u1"]
+    # One at a time: a get-then-set is not atomic across the overlapping handlers of one micro-batch.
+    for n, user in enumerate(users):
+        await harness.send(track(n, userId=user))
+        await until(lambda n=n: len(received(http_server)) == n + 1, what=f"event {n} at the destination")
+    got = [(e["userId"], e["properties"]["userEvents"]) for e in received(http_server)]
+    assert got == [("u1", 1), ("u2", 1), ("u1", 2), ("u1", 3), ("u2", 2), ("u1", 4)]
+    store = harness.catalog.function_store
+    assert (store.get(instance, "events:u1"), store.get(instance, "events:u2")) == (4, 2)

@@ -286,6 +286,8 @@ class DestinationsService:
         self.core.require(access.can_manage_connections(actor))
         with self.core.tx() as conn:
             before = self.view(conn, self._row(conn, destination_id))
+            owned = select(tables.instances.c.id).where(tables.instances.c.destination_id == destination_id)
+            conn.execute(delete(tables.function_store).where(tables.function_store.c.instance_id.in_(owned)))
             conn.execute(delete(tables.instances).where(tables.instances.c.destination_id == destination_id))
             conn.execute(
                 delete(tables.destination_sources).where(tables.destination_sources.c.destination_id == destination_id)
@@ -468,6 +470,7 @@ class InstancesService:
             row = self._row(conn, instance_id)
             self.core.require(access.can_manage_instance(actor, row["function_id"]))
             before = self.view(conn, row)
+            conn.execute(delete(tables.function_store).where(tables.function_store.c.instance_id == instance_id))
             conn.execute(delete(tables.instances).where(tables.instances.c.id == instance_id))
             self.core.audit(conn, actor, "instance.delete", "insert_function_instance", instance_id, before, None)
 

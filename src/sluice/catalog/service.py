@@ -16,6 +16,7 @@ from sluice.catalog.delivery_store import DeliveryStore
 from sluice.catalog.filters import FiltersService
 from sluice.catalog.functions import FunctionsService, PreviewRunner
 from sluice.catalog.sessions import ConsoleSessions
+from sluice.catalog.store import FunctionStore
 from sluice.config import Config
 from sluice.functions.run import arun_function
 
@@ -39,6 +40,7 @@ class Catalog:
         self.delivery = DeliveryStore(self.core)
         self.filters = FiltersService(self.core)
         self.console_sessions = ConsoleSessions(self.core)  # shared by every API process
+        self.function_store = FunctionStore(self.core)  # the functions' `store` (DESIGN §3.5)
 
     @classmethod
     def open(cls, config: Config, **kwargs: object) -> Catalog:

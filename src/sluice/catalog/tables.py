@@ -226,3 +226,16 @@ console_sessions = Table(
     Column("last_seen_at", DateTime(timezone=True), nullable=False),  # refreshed at most once a minute
     Index("ix_console_sessions_last_seen_at", "last_seen_at"),
 )
+
+# --- function store (DESIGN §3.5), managed by sluice.catalog.store ----------------------------------
+# No foreign key: rows go with their instance explicitly (InstancesService / DestinationsService.delete).
+
+function_store = Table(
+    "function_store",
+    metadata,
+    Column("instance_id", String(40), primary_key=True),
+    Column("key", String(256), primary_key=True),
+    Column("value", Text, nullable=False),  # JSON text, at most 64 KB
+    Column("expires_at", DateTime(timezone=True), nullable=True),  # None = never
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)

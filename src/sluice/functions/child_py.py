@@ -28,6 +28,7 @@ from sluice import fn
 from sluice.errors import FunctionLoadError
 from sluice.functions import protocol, sandbox
 from sluice.functions.batching import BatchShapeError, pair_batch
+from sluice.functions.channel import Channel
 from sluice.functions.loader import HANDLER_TYPES, camel_name, check_source, snake_name
 from sluice.functions.services import CapturedStream, CaptureHandler, Invocation, RuntimeServices, current
 from sluice.functions.settings import redact
@@ -176,7 +177,8 @@ class FunctionRunner:
         namespace["__builtins__"] = builtins
         for cls in (*fn.ERROR_CLASSES, fn.FetchError):
             namespace[cls.__name__] = cls
-        namespace.update(fetch=fn.fetch, cache=fn.cache, log=fn.log)
+        namespace["StoreError"] = fn.StoreError
+        namespace.update(fetch=fn.fetch, cache=fn.cache, store=fn.store, log=fn.log)
         sys.modules["sluice_function"] = module
         code = compile(source, self.filename, "exec")
         signal.setitimer(signal.ITIMER_REAL, self.timeout_s)
@@ -449,25 +451,6 @@ def _user_line(exc: BaseException, filename: str) -> int | None:
     return line
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks: list[bytes] = []
-    while n:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
-
-
-def _read_frame(fd: int) -> dict[str, Any] | None:
-    header = _read_exact(fd, protocol.HEADER.size)
-    if header is None:
-        return None
-    body = _read_exact(fd, protocol.read_length(header))
-    return None if body is None else protocol.decode_body(body)
-
-
 def main() -> None:
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open(os.devnull, os.O_RDWR)
@@ -479,13 +462,15 @@ def main() -> None:
         while view:
             view = view[os.write(proto_out, view) :]
 
-    init = _read_frame(proto_in)
+    channel = Channel(proto_in, write)
+    init = channel.receive()
     if init is None or init.get("op") != "init":
         sys.exit(3)
     workdir = str(init.get("workdir") or "") or tempfile.mkdtemp(prefix="sluice-fn-")
     os.chdir(workdir)
     signal.signal(signal.SIGALRM, _on_alarm)
     runner = FunctionRunner(init, write)
+    runner.services.store_transport = channel.request
     applied = sandbox.isolate(runner.memory_mb, workdir)
     try:
         handlers = runner.load(str(init.get("code") or ""))
@@ -503,7 +488,7 @@ def main() -> None:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     while True:
-        message = _read_frame(proto_in)
+        message = channel.receive()
         if message is None or message.get("op") == "stop":
             break
         if message.get("op") == "run":

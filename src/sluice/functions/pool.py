@@ -33,6 +33,7 @@ from sluice.errors import FunctionLoadError, PoolClosedError, WorkerStartError
 from sluice.functions import protocol
 from sluice.functions.loader import HANDLER_TYPES, StaticInfo, camel_name, check_source
 from sluice.functions.settings import SettingSpec, secret_strings, validate_values
+from sluice.functions.store_bridge import MemoryStore, StoreBackend, StoreBridge
 
 EventResult = dict[str, Any]
 
@@ -222,8 +223,10 @@ class _Worker:
         clock: Callable[[], float],
         allowance: float,
         on_timeout: Callable[[], None],
+        store: StoreBridge | None = None,
     ) -> None:
         self.proc = proc
+        self.store = store
         self.clock = clock
         self.pending: collections.OrderedDict[int, asyncio.Future[dict[str, Any]]] = collections.OrderedDict()
         self.last_activity = clock()
@@ -289,6 +292,8 @@ class _Worker:
                         self.retiring = True
                     if future is not None and not future.done():
                         future.set_result(message)
+                elif message.get("op") == "store" and self.store is not None:
+                    self.store.handle(message, self._write)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass  # end of the pipe: the worker exited or was killed; handled below
         except ValueError:  # a malformed frame: this worker can no longer be trusted
@@ -301,6 +306,11 @@ class _Worker:
         self.dead = True
         self._fail_pending()
         self.remove_workdir()
+
+    def _write(self, frame: bytes) -> None:
+        assert self.proc.stdin is not None
+        if self.proc.returncode is None and not self.proc.stdin.is_closing():
+            self.proc.stdin.write(frame)
 
     def _out_of_memory(self) -> bool:
         return bool(self.memory_mb) and any(b"heap out of memory" in line for line in self.stderr_tail)
@@ -414,8 +424,12 @@ class WorkerPool:
         mocks: Sequence[Mapping[str, Any]] = (),
         command: Sequence[str] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        store: StoreBackend | None = None,
     ) -> None:
         self.source = source
+        #: The instance's ``store`` (DESIGN §3.5); without one, an in-memory store for this pool's life.
+        self.store: StoreBackend = store if store is not None else MemoryStore()
+        self._store_bridge = StoreBridge(self.store)
         self.settings = dict(settings or {})
         self.limits = limits or Limits()
         self.size = max(1, size)
@@ -478,7 +492,8 @@ class WorkerPool:
                 shutil.rmtree(workdir, ignore_errors=True)
                 raise WorkerStartError(f"cannot start a function worker ({command[0]}): {exc}") from exc
             _grow_pipes(proc)
-            worker = _Worker(proc, self.clock, self.limits.timeout_s + self.limits.grace_s, self._count_timeout)
+            allowance = self.limits.timeout_s + self.limits.grace_s
+            worker = _Worker(proc, self.clock, allowance, self._count_timeout, self._store_bridge)
             worker.workdir = workdir
             if self.source.language == "javascript":
                 worker.memory_mb = self.limits.memory_mb
@@ -510,6 +525,7 @@ class WorkerPool:
         self._closed = True
         workers, self._workers = self._workers, []
         await asyncio.gather(*(w.stop() for w in workers), return_exceptions=True)
+        await self._store_bridge.aclose()
 
     async def __aenter__(self) -> WorkerPool:
         await self.start()

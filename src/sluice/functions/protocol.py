@@ -5,13 +5,22 @@ Python and the JavaScript worker speak it. Messages are JSON objects with an ``o
 
 parent → child
   ``{"op": "init", "code", "filename", "settings", "secrets", "limits", "mocks"}`` once, first;
-  ``{"op": "run", "id", "mode": "single" | "batch", "events": [...]}`` a micro-batch.
+  ``{"op": "run", "id", "mode": "single" | "batch", "events": [...]}`` a micro-batch;
+  ``{"op": "store_result", "rid", "value": <JSON text> | null}`` or ``{"op": "store_result", "rid",
+  "error": {"type", "message"}}`` answers a ``store`` request (``value`` null: the key is absent).
+  It may arrive while later ``run`` frames are already queued on the pipe: the worker keeps
+  those for after the current frame.
 
 child → parent
   ``{"op": "ready", "handlers": [...]}`` or ``{"op": "load_error", "error": {...}}`` after init;
   ``{"op": "result", "id", "results": [...], "batch": {...} | null, "recycle": bool}``;
   ``{"op": "hb"}`` heartbeats while a frame is being worked on (the watchdog's evidence that the
   child still yields to its event loop).
+  ``{"op": "store", "rid", "action": "get" | "set" | "delete", "key", "value": <JSON text>,
+  "ttlMs": int | null}`` while a frame runs: a handler's ``await store.get/set/delete(...)``
+  (``value`` and ``ttlMs`` only for ``set``; ``rid`` numbers the requests of one worker). The
+  parent answers from the instance's store (:mod:`sluice.functions.store_bridge`); the worker
+  never opens the catalog database itself. Only the Python worker sends it.
 
 This module imports nothing from the rest of sluice so the child can use it cheaply.
 """

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +13,7 @@ from typing import Any
 from sluice.functions.manifest import LoadedFunction, load_function
 from sluice.functions.pool import FunctionSource, Limits, WorkerPool
 from sluice.functions.settings import SettingSpec, parse_schema
+from sluice.functions.store_bridge import MemoryStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,13 +104,18 @@ async def arun_function(
     timeout_s: float = 5.0,
     memory_mb: int = 256,
     language: str | None = None,
+    store: MutableMapping[str, Any] | None = None,
 ) -> FunctionRun:
-    """Async form of :func:`run_function`."""
+    """Async form of :func:`run_function`.
+
+    The function's ``store`` lives in memory for this run (nothing is persisted, as in previews):
+    pass a dict as ``store`` to seed it and to see what the function left in it afterwards.
+    """
     if (event is None) == (batch is None):
         raise ValueError("pass exactly one of event= or batch=")
     source, _ = _source(code, schema, language)
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb)
-    pool = WorkerPool(source, settings or {}, limits=limits, mocks=[m.wire() for m in mocks])
+    pool = WorkerPool(source, settings or {}, limits=limits, mocks=[m.wire() for m in mocks], store=MemoryStore(store))
     try:
         if not pool.settings_problems:
             await pool.start()

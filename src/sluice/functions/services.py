@@ -1,4 +1,4 @@
-"""Worker-side services behind ``sluice.fn``: captured logs, traced ``fetch`` and ``cache``.
+"""Worker-side services behind ``sluice.fn``: captured logs, traced ``fetch``, ``cache`` and ``store``.
 
 Runs only inside a worker process. Per-invocation state (logs, traced requests) lives in an
 :class:`Invocation` reached through a context variable, so handlers of one micro-batch that
@@ -15,12 +15,12 @@ import io
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
 
-from sluice.fn import FetchError
+from sluice.fn import FetchError, StoreError
 from sluice.functions.settings import REDACTED, redact
 
 LOG_LIMIT_BYTES = 4096
@@ -157,6 +157,8 @@ class RuntimeServices:
         self._cache_max = cache_max_entries
         self._loading: dict[str, asyncio.Future[Any]] = {}
         self.load_logs = Invocation()
+        #: Sends a ``store`` request to the parent and gives its ``store_result`` (set by the worker).
+        self.store_transport: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]] | None = None
 
     # --- logs ----------------------------------------------------------------------------
     def log(self, level: str, message: str) -> None:
@@ -194,6 +196,35 @@ class RuntimeServices:
 
     def cache_delete(self, key: str) -> None:
         self._cache.pop(key, None)
+
+    # --- store ---------------------------------------------------------------------------
+    async def _store(self, request: dict[str, Any]) -> str | None:
+        if not isinstance(request["key"], str):
+            raise TypeError(f"store keys are strings, got {type(request['key']).__name__}")
+        if self.store_transport is None:
+            raise StoreError("store is not available here (it works while a handler runs)")
+        reply = await self.store_transport(request)
+        error = reply.get("error")
+        if error:
+            raise StoreError(str(error.get("message") or "the store call failed"))
+        value = reply.get("value")
+        return value if isinstance(value, str) else None
+
+    async def store_get(self, key: str, default: Any) -> Any:
+        text = await self._store({"action": "get", "key": key})
+        return default if text is None else orjson.loads(text)
+
+    async def store_set(self, key: str, value: Any, ttl_ms: int | None) -> None:
+        if ttl_ms is not None and (not isinstance(ttl_ms, int) or isinstance(ttl_ms, bool)):
+            raise TypeError(f"ttl_ms is a whole number of milliseconds or None, got {type(ttl_ms).__name__}")
+        try:
+            text = orjson.dumps(value).decode("utf-8")
+        except TypeError as exc:  # orjson: "Type is not JSON serializable: set"
+            raise TypeError(f"store values must be JSON-serializable: {exc}") from None
+        await self._store({"action": "set", "key": key, "value": text, "ttlMs": ttl_ms})
+
+    async def store_delete(self, key: str) -> None:
+        await self._store({"action": "delete", "key": key})
 
     # --- fetch ---------------------------------------------------------------------------
     def _redact_headers(self, headers: dict[str, str]) -> dict[str, str]:

@@ -33,11 +33,12 @@ from sluice.delivery.secrets import secrets_of
 from sluice.errors import FunctionLoadError, SluiceError
 from sluice.functions.pool import FunctionSource, Limits, WorkerPool
 from sluice.functions.settings import secret_strings
+from sluice.functions.store_bridge import StoreProvider
 from sluice.pipeline.plan import DestinationPlan, FunctionPlan
 from sluice.pipeline.stages import Generation, Settlement, process
 from sluice.queue.base import EventLog, Leased, QueueError
 
-__all__ = ["DestinationRunner", "PoolFactory", "RunnerOptions"]
+__all__ = ["DestinationRunner", "PoolFactory", "RunnerOptions", "default_pool_factory"]
 
 log = logging.getLogger("sluice.pipeline")
 
@@ -89,10 +90,14 @@ class _RateMeter:
         return self._total / self.window_s
 
 
-def default_pool_factory(options: RunnerOptions) -> PoolFactory:
+def default_pool_factory(options: RunnerOptions, stores: StoreProvider | None = None) -> PoolFactory:
+    """Pools with the runner's limits; ``stores`` gives each the ``store`` of its instance
+    (``catalog.function_store.backend``); without it a pool's ``store`` lives in memory."""
+
     def make(fn: FunctionPlan) -> WorkerPool:
         source = FunctionSource(code=fn.code, filename=fn.filename, language=fn.language, schema=fn.schema)
-        return WorkerPool(source, fn.settings, limits=options.limits, size=options.pool_size)
+        store = stores(fn.instance_id) if stores is not None else None
+        return WorkerPool(source, fn.settings, limits=options.limits, size=options.pool_size, store=store)
 
     return make
 

@@ -387,6 +387,13 @@ function buildContext({ nodeFetch, redact, mocks, timeoutMs }) {
       );
     });
   }
+  // sluice's persistent `store` (DESIGN §3.5) is not in the JavaScript runtime (yet).
+  defineLazy(sandbox, 'store', () => {
+    throw new NotAvailableError(
+      'store is available to Python functions only; JavaScript functions can keep state in `cache` ' +
+        '(process-local) or call an external store with fetch',
+    );
+  });
   const ctx = vm.createContext(sandbox, { name: 'sluice function', codeGeneration: { strings: true, wasm: false } });
   // The error classes are created inside the context so user code can extend them and
   // `instanceof` works there.

@@ -107,11 +107,10 @@ class TcpProxy:
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-            except (OSError, RuntimeError):
-                pass
+                with contextlib.suppress(OSError, RuntimeError):  # a side closed: the proxy just stops
+                    while data := await src.read(65536):
+                        dst.write(data)
+                        await dst.drain()
             finally:
                 dst.close()
 

@@ -109,8 +109,7 @@ def unreachable(postgres_url: str, nats_url: str) -> str | None:
         parts = urlsplit(url)
         host, port = parts.hostname or "127.0.0.1", parts.port or default
         try:
-            with socket.create_connection((host, port), timeout=2):
-                pass
+            socket.create_connection((host, port), timeout=2).close()
         except OSError as exc:
             problems.append(f"no {what} server answers at {host}:{port} ({exc.strerror or exc})")
     return "; ".join(problems) or None

@@ -7,6 +7,9 @@ elsewhere), ``queue.db`` (the event log, shared by both processes: SQLite WAL), 
 (messageIds seen in the last 24 h), ``serve.lock`` (held by the server: one server per folder)
 and ``delivery.lock`` (held by its delivery process).
 
+With ``--role ingest|worker|api`` (:func:`build_server`, docs/scale-out.md) a process runs one
+part only and shares its state through PostgreSQL and NATS JetStream instead of these files.
+
 The delivery process is watched: if it dies it is started again (after 1 s), and the new one
 makes the dead one's leases due at once. On shutdown the server first finishes the requests in
 flight, then asks the delivery process to drain (SIGTERM) and waits for it.
